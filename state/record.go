@@ -1,0 +1,105 @@
+package state
+
+import "time"
+
+// Caps on the per-record logs. They bound the size of a record (a crash-looping
+// container would otherwise grow its history forever) while keeping enough to
+// explain to a human what the controller did recently.
+const (
+	MaxHistory     = 20 // Record.History entries kept, newest last
+	MaxTransitions = 10 // Record.Transitions entries kept, newest last
+)
+
+// Record is what the controller remembers about one container. It is stored
+// as JSON keyed by ContainerID.
+type Record struct {
+	ContainerID   string   // Docker container ID; the key
+	ContainerName string   // name without the leading "/"
+	Service       string   // compose service (or container name); the bundle's directory
+	Project       string   // compose project, "" if none
+	DNSNames      []string // SANs the bundle was issued for
+
+	Bundle BundleRecord // the bundle last written for this container
+
+	ObservedLevel string    // last observed security level
+	LevelSince    time.Time // when ObservedLevel was first observed
+
+	NeedsRestart       bool   // the bundle changed in a way the process only picks up on restart
+	NeedsRestartReason string // why, for humans
+
+	Findings []string // validation reasons from the last observation
+
+	Remediation RemediationState
+
+	History     []Event      // actions taken; capped at MaxHistory, newest last
+	Transitions []Transition // level changes; capped at MaxTransitions, newest last
+
+	UpdatedAt time.Time // set by Store.Put from Options.Now; not caller-controlled
+}
+
+// BundleRecord identifies a written bundle without holding any key material.
+type BundleRecord struct {
+	Generation   string    // ..data target dir name on the volume
+	WrittenAt    time.Time // when that generation was written
+	ServerSerial string
+	ClientSerial string
+	NotAfter     time.Time // earliest NotAfter of the leaf certificates
+	IssuedReason string    // validation reason that caused the issue, e.g. "renew-due"
+	IssuedAt     time.Time
+}
+
+// RemediationState is the remediation policy's memory for one container.
+type RemediationState struct {
+	Attempts     int       // consecutive attempts without success
+	NextActionAt time.Time // earliest time the next action may run (backoff)
+	Degraded     string    // non-empty: gave up, and why
+	LastAction   string
+	LastActionAt time.Time
+}
+
+// Event is one action the controller took on a container, and its outcome.
+type Event struct {
+	At     time.Time
+	Action string
+	Result string
+	Reason string
+}
+
+// Transition is one change of observed security level.
+type Transition struct {
+	At    time.Time
+	From  string
+	To    string
+	Cause string
+}
+
+// AddEvent appends e to r.History, dropping the oldest entries beyond
+// MaxHistory.
+func (r *Record) AddEvent(e Event) {
+	r.History = capTail(append(r.History, e), MaxHistory)
+}
+
+// AddTransition appends t to r.Transitions, dropping the oldest entries
+// beyond MaxTransitions.
+func (r *Record) AddTransition(t Transition) {
+	r.Transitions = capTail(append(r.Transitions, t), MaxTransitions)
+}
+
+// enforceCaps trims both logs, for records whose slices were appended to
+// directly. It copies rather than reslices so the store never keeps (or
+// encodes) a dropped entry hiding in a shared backing array.
+func (r *Record) enforceCaps() {
+	r.History = capTail(r.History, MaxHistory)
+	r.Transitions = capTail(r.Transitions, MaxTransitions)
+}
+
+// capTail returns the last n elements of s. When it trims, it copies into a
+// fresh slice so the dropped entries can be garbage collected.
+func capTail[T any](s []T, n int) []T {
+	if len(s) <= n {
+		return s
+	}
+	out := make([]T, n)
+	copy(out, s[len(s)-n:])
+	return out
+}
