@@ -1,0 +1,108 @@
+package dockerwatch
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/errdefs"
+)
+
+var versionPrefix = regexp.MustCompile(`^/v[0-9.]+`)
+
+// fakeEngine serves the few Engine API endpoints Client uses, as an API 1.41
+// daemon would. "gone" is listed but no longer inspectable, as when a
+// container is removed between the list and the inspect.
+func fakeEngine(t *testing.T) *Client {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Api-Version", "1.41")
+		path := versionPrefix.ReplaceAllString(r.URL.Path, "")
+		switch {
+		case path == "/_ping":
+			_, _ = w.Write([]byte("OK"))
+		case path == "/containers/json":
+			if r.URL.Query().Get("all") != "1" {
+				t.Errorf("got list without all=1, want stopped containers included")
+			}
+			_ = json.NewEncoder(w).Encode([]container.Summary{{ID: "c1"}, {ID: "gone"}})
+		case path == "/containers/c1/json":
+			_ = json.NewEncoder(w).Encode(inspectFixture(func(r *container.InspectResponse) { r.ID = "c1" }))
+		case strings.HasPrefix(path, "/containers/"):
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusNotFound)
+			_, _ = w.Write([]byte(`{"message":"No such container: gone"}`))
+		default:
+			t.Errorf("unexpected request %s %s", r.Method, r.URL.Path)
+			w.WriteHeader(http.StatusInternalServerError)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	c, err := New("tcp://" + strings.TrimPrefix(srv.URL, "http://"))
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+func TestInspectNotFoundIsBothOurSentinelAndTheEnginesError(t *testing.T) {
+	t.Parallel()
+	c := fakeEngine(t)
+	_, err := c.Inspect(context.Background(), "gone")
+	if !errors.Is(err, ErrNotFound) {
+		t.Errorf("got errors.Is(%v, ErrNotFound) = false, want true", err)
+	}
+	if !errdefs.IsNotFound(err) {
+		t.Errorf("got errdefs.IsNotFound(%v) = false, want true", err)
+	}
+}
+
+func TestListSkipsContainersThatVanishBeforeInspect(t *testing.T) {
+	t.Parallel()
+	c := fakeEngine(t)
+	got, err := c.List(context.Background())
+	if err != nil {
+		t.Fatalf("List: got error %v, want nil", err)
+	}
+	if len(got) != 1 || got[0].ID != "c1" || got[0].Name != "web" {
+		t.Errorf("got %+v, want exactly c1 (named web)", got)
+	}
+}
+
+func TestPingRecordsTheServerAPIVersion(t *testing.T) {
+	t.Parallel()
+	c := fakeEngine(t)
+	if got := c.ServerAPIVersion(); got != "" {
+		t.Errorf("got %q before any ping, want empty", got)
+	}
+	if err := c.Ping(context.Background()); err != nil {
+		t.Fatalf("Ping: got %v, want nil", err)
+	}
+	if got, want := c.ServerAPIVersion(), "1.41"; got != want {
+		t.Errorf("got server API version %q, want %q", got, want)
+	}
+	if got, want := c.SDK().ClientVersion(), "1.41"; got != want {
+		t.Errorf("got negotiated client version %q, want %q (downgraded to the daemon's)", got, want)
+	}
+}
+
+func TestNewNeverPinsTheAPIVersion(t *testing.T) {
+	t.Setenv("DOCKER_API_VERSION", "1.24")
+	c, err := New("unix:///nonexistent.sock")
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	defer c.Close()
+	// Negotiation sets the version to the daemon's on first use; a pinned
+	// client would report the pin before any request.
+	if got := c.SDK().ClientVersion(); got == "1.24" {
+		t.Errorf("got client version %q from DOCKER_API_VERSION, want negotiation", got)
+	}
+}
