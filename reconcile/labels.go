@@ -1,0 +1,20 @@
+package reconcile
+
+// Labels read from managed containers. All live under crank.security.*.
+const (
+	// LabelEnable opts a container in ("true") or out ("false"). Without it,
+	// containers in the controller's own compose project are managed.
+	LabelEnable = "crank.security.enable"
+	// LabelService overrides the service name used for the bundle directory,
+	// the client identity and the first SAN. Needed when the compose service
+	// or container name is not a valid DNS label (e.g. contains "_").
+	LabelService = "crank.security.service"
+	// LabelKeyOwner sets the owner of the bundle's files as "uid[:gid]", so a
+	// non-root service can read its own key. Without it the container's
+	// numeric User is used; a named user cannot be resolved from outside the
+	// image, so the files then stay root-owned and the gap is reported.
+	LabelKeyOwner = "crank.security.key-owner"
+	// LabelKeyGroupRead, when "true", makes keys 0640 instead of 0600 so a
+	// group (the gid of LabelKeyOwner) can read them.
+	LabelKeyGroupRead = "crank.security.key-group-read"
+)

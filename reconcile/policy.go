@@ -1,0 +1,186 @@
+package reconcile
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/crank-platform/crank-mtls-controller/certs"
+	"github.com/crank-platform/crank-mtls-controller/dockerwatch"
+)
+
+// This file holds the pure decisions of a reconcile: which containers are
+// managed, what identity and owner their bundle gets, what a set of
+// validation findings asks for, and whether a running process holds stale
+// certificates. No I/O happens here; every function is table-tested.
+
+// Scope says which containers the controller manages.
+type Scope struct {
+	// Project is the controller's own compose project; its containers are
+	// managed by default. Empty means only opted-in containers are managed.
+	Project string
+	// SelfID is the controller's own container ID, never managed.
+	SelfID string
+}
+
+// Managed reports whether c is managed and why. A container with an invalid
+// LabelEnable value is not managed, and the reason says so, so that a typo
+// never silently opts a container in.
+func (s Scope) Managed(c dockerwatch.Container) (bool, string) {
+	if s.SelfID != "" && c.ID == s.SelfID {
+		return false, "the controller itself"
+	}
+	if v, ok := c.Labels[LabelEnable]; ok {
+		switch strings.ToLower(strings.TrimSpace(v)) {
+		case "true", "1", "yes":
+			return true, "opted in by label " + LabelEnable
+		case "false", "0", "no":
+			return false, "opted out by label " + LabelEnable
+		default:
+			return false, fmt.Sprintf("invalid value %q for label %s (want true or false)", v, LabelEnable)
+		}
+	}
+	if s.Project != "" && c.Project == s.Project {
+		return true, "in the controller's compose project " + s.Project
+	}
+	return false, "outside the controller's compose project and not opted in"
+}
+
+// ServiceName returns the name that keys c's bundle: LabelService, else the
+// compose service, else the container name (which is what c.Service holds
+// for containers compose did not create). It must be a valid DNS label.
+func ServiceName(c dockerwatch.Container) (string, error) {
+	name, source := c.Service, "service name"
+	if v := c.Labels[LabelService]; v != "" {
+		name, source = v, "label "+LabelService
+	}
+	if err := certs.ValidateServiceName(name); err != nil {
+		return "", fmt.Errorf("%s of container %s: %w (set label %s to a DNS label)", source, c.Name, err, LabelService)
+	}
+	return name, nil
+}
+
+// IdentityFor returns the identity c's bundle must carry: the service as the
+// client identity, and every DNS name c answers to as server SANs, with the
+// service name first. extra are SANs already present in a valid bundle of
+// the same service (other replicas' names); keeping them stops two replicas
+// of one service from reissuing each other's bundle in turn.
+func IdentityFor(c dockerwatch.Container, service, trustDomain string, extra []string) certs.Identity {
+	names := []string{service}
+	seen := map[string]bool{service: true}
+	for _, set := range [][]string{c.DNSNames(), extra} {
+		for _, n := range set {
+			if !seen[n] {
+				seen[n] = true
+				names = append(names, n)
+			}
+		}
+	}
+	return certs.Identity{Service: service, DNSNames: names, TrustDomain: trustDomain}
+}
+
+// OwnerFor returns who must own c's bundle files. The second value explains
+// a gap the operator should know about ("" when there is none).
+func OwnerFor(c dockerwatch.Container) (certs.Owner, string, error) {
+	owner := certs.Owner{UID: -1, GID: -1}
+	groupRead := strings.EqualFold(c.Labels[LabelKeyGroupRead], "true")
+	if v, ok := c.Labels[LabelKeyOwner]; ok {
+		uid, gid, err := parseUIDGID(v)
+		if err != nil {
+			return owner, "", fmt.Errorf("label %s of container %s: %w", LabelKeyOwner, c.Name, err)
+		}
+		return certs.Owner{UID: uid, GID: gid, GroupRead: groupRead}, "", nil
+	}
+	if c.User == "" || c.User == "0" || c.User == "root" || c.User == "0:0" {
+		return certs.Owner{UID: -1, GID: -1, GroupRead: groupRead}, "", nil
+	}
+	uid, gid, err := parseUIDGID(c.User)
+	if err != nil {
+		return owner, fmt.Sprintf("container runs as named user %q, which cannot be resolved from outside the image; keys stay root-owned and may be unreadable (set label %s=uid:gid)", c.User, LabelKeyOwner), nil
+	}
+	return certs.Owner{UID: uid, GID: gid, GroupRead: groupRead}, "", nil
+}
+
+// parseUIDGID parses "uid" or "uid:gid". A missing gid means the same as uid,
+// which is what Docker does for a numeric user without a group.
+func parseUIDGID(s string) (int, int, error) {
+	u, g, hasGroup := strings.Cut(strings.TrimSpace(s), ":")
+	uid, err := strconv.Atoi(u)
+	if err != nil || uid < 0 {
+		return 0, 0, fmt.Errorf("%q is not a numeric uid[:gid]", s)
+	}
+	if !hasGroup {
+		return uid, uid, nil
+	}
+	gid, err := strconv.Atoi(g)
+	if err != nil || gid < 0 {
+		return 0, 0, fmt.Errorf("%q is not a numeric uid[:gid]", s)
+	}
+	return uid, gid, nil
+}
+
+// BundleAction is what a reconcile must do to a service's bundle.
+type BundleAction string
+
+// Bundle actions, from cheapest to most expensive.
+const (
+	BundleKeep     BundleAction = "keep"      // valid as it is
+	BundleFixPerms BundleAction = "fix-perms" // only modes/ownership are wrong
+	BundleWriteCA  BundleAction = "write-ca"  // only ca.crt is stale (CA rollover)
+	BundleIssue    BundleAction = "issue"     // a new server+client pair is needed
+)
+
+// DecideBundle maps validation findings to one action and the reason that
+// drove it. Findings come ordered by severity from certs.Validate, so the
+// first finding that forces a reissue names the reason.
+func DecideBundle(findings []certs.Finding) (BundleAction, certs.Reason) {
+	var caOnly, permsOnly certs.Reason
+	for _, f := range findings {
+		switch f.Reason {
+		case certs.ReasonTrustBundleStale:
+			if caOnly == "" {
+				caOnly = f.Reason
+			}
+		case certs.ReasonBadPermissions:
+			if permsOnly == "" {
+				permsOnly = f.Reason
+			}
+		default:
+			return BundleIssue, f.Reason
+		}
+	}
+	switch {
+	case caOnly != "":
+		// A new generation is written for ca.crt; it also re-applies modes.
+		return BundleWriteCA, caOnly
+	case permsOnly != "":
+		return BundleFixPerms, permsOnly
+	}
+	return BundleKeep, ""
+}
+
+// StaleProcess reports whether a running container's process started before
+// its current bundle was written, so it serves old certificates or none.
+// Python servers such as uvicorn read their certs once at start.
+func StaleProcess(c dockerwatch.Container, bundleWrittenAt time.Time) (bool, string) {
+	if c.State != dockerwatch.StateRunning || c.StartedAt.IsZero() || bundleWrittenAt.IsZero() {
+		return false, ""
+	}
+	if !bundleWrittenAt.After(c.StartedAt) {
+		return false, ""
+	}
+	return true, fmt.Sprintf("bundle written at %s, after the process started at %s",
+		bundleWrittenAt.UTC().Format(time.RFC3339), c.StartedAt.UTC().Format(time.RFC3339))
+}
+
+// NextRenewal returns when the bundle must be renewed: the earlier of the
+// two leaves' renewal points, plus jitter so a stack whose bundles were
+// issued together does not renew (and restart) all at once.
+func NextRenewal(serverRenewAt, clientRenewAt time.Time, jitter time.Duration) time.Time {
+	at := serverRenewAt
+	if clientRenewAt.Before(at) {
+		at = clientRenewAt
+	}
+	return at.Add(jitter)
+}

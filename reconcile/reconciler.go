@@ -1,0 +1,354 @@
+package reconcile
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"math/big"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/crank-platform/crank-mtls-controller/certs"
+	"github.com/crank-platform/crank-mtls-controller/dockerwatch"
+	"github.com/crank-platform/crank-mtls-controller/state"
+)
+
+// ContainerGetter is the one Docker read a reconcile needs.
+type ContainerGetter interface {
+	Inspect(ctx context.Context, id string) (dockerwatch.Container, error)
+}
+
+// BundleVolume is the shared certs volume as the reconciler uses it.
+type BundleVolume interface {
+	ReadBundle(service string) (*certs.BundleFiles, error)
+	WriteBundle(service string, b *certs.BundleFiles, owner certs.Owner) (string, error)
+	WriteCA(service string, caPEM []byte, owner certs.Owner) (string, error)
+	FixPermissions(service string, owner certs.Owner) error
+}
+
+// RecordStore is the controller's state as the reconciler uses it.
+type RecordStore interface {
+	Get(id string) (state.Record, bool, error)
+	Put(r state.Record) error
+	Delete(id string) error
+	List() ([]state.Record, error)
+}
+
+// Metrics receives what a reconcile did. A nil Metrics is valid.
+type Metrics interface {
+	BundleIssued(reason string)
+}
+
+// ContainerReconciler ensures that every managed container has a valid bundle in the
+// shared volume and records what it found. It is level-triggered: each call
+// re-inspects the container and re-reads the bundle and the state, and never
+// trusts what the event that queued the key said.
+type ContainerReconciler struct {
+	Containers ContainerGetter
+	Volume     BundleVolume
+	Authority  *certs.Authority
+	Records    RecordStore
+	Scope      Scope
+	// TrustDomain is the SPIFFE trust domain of client identities.
+	TrustDomain string
+	// Issue is the template for new leaves; Now is set per call.
+	Issue certs.IssueOptions
+	// RenewFraction of a leaf's lifetime after which it is renewed (2/3).
+	RenewFraction float64
+	Log           *slog.Logger
+	Metrics       Metrics
+	// Clock and Jitter are seams for tests. Jitter returns the random delay
+	// added to a renewal time for a leaf of the given lifetime.
+	Clock  func() time.Time
+	Jitter func(lifetime time.Duration) time.Duration
+
+	locks keyedMutex
+}
+
+// minRequeue bounds how soon a bundle that is already due is looked at again,
+// so a renewal that keeps failing validation cannot spin.
+const minRequeue = time.Second
+
+// Reconcile brings container id's bundle to the desired state. Errors are
+// retried with backoff by the controller, unless wrapped with Terminal.
+func (r *ContainerReconciler) Reconcile(ctx context.Context, id string) (Result, error) {
+	log := r.logger().With(keyReconcileID, newReconcileID(), keyContainerID, shortID(id))
+	c, err := r.Containers.Inspect(ctx, id)
+	if errors.Is(err, dockerwatch.ErrNotFound) {
+		return Result{}, r.forget(id, log)
+	}
+	if err != nil {
+		return Result{}, fmt.Errorf("inspecting container %s: %w", shortID(id), err)
+	}
+	log = log.With(keyContainer, c.Name)
+	if managed, why := r.Scope.Managed(c); !managed {
+		if strings.HasPrefix(why, "invalid") {
+			log.Warn("container not managed", keyReason, why)
+		}
+		return Result{}, r.forget(id, log)
+	}
+	service, err := ServiceName(c)
+	if err != nil {
+		return Result{}, Terminal(err)
+	}
+	log = log.With(keyService, service)
+
+	// Replicas of one service share one bundle directory; serialise them.
+	unlock := r.locks.lock(service)
+	defer unlock()
+	return r.reconcileBundle(ctx, c, service, log)
+}
+
+func (r *ContainerReconciler) reconcileBundle(ctx context.Context, c dockerwatch.Container, service string, log *slog.Logger) (Result, error) {
+	now := r.now()
+	owner, ownerGap, err := OwnerFor(c)
+	if err != nil {
+		return Result{}, Terminal(err)
+	}
+	if ownerGap != "" {
+		log.Warn("bundle ownership", keyReason, ownerGap)
+	}
+	records, err := r.Records.List()
+	if err != nil {
+		return Result{}, fmt.Errorf("listing state records: %w", err)
+	}
+	identity := IdentityFor(c, service, r.TrustDomain, replicaNames(records, service, c.ID))
+
+	bundle, err := r.Volume.ReadBundle(service)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return Result{}, fmt.Errorf("reading bundle of %s: %w", service, err)
+	}
+	if err != nil {
+		bundle = nil
+	}
+	findings := certs.Validate(bundle, certs.Expectation{
+		Identity:      identity,
+		Authority:     r.Authority,
+		RenewFraction: r.renewFraction(),
+		KeyMode:       keyMode(owner),
+		Now:           now,
+	})
+	action, reason := DecideBundle(findings)
+	var issued *certs.IssueInfo
+	switch action {
+	case BundleIssue:
+		opts := r.Issue
+		opts.Now = now
+		b, info, err := r.Authority.IssueBundle(identity, opts)
+		if err != nil {
+			return Result{}, fmt.Errorf("issuing bundle for %s: %w", service, err)
+		}
+		if info.Clamped {
+			log.Warn("leaf lifetime clamped to the CA's expiry", keyNotAfter, info.NotAfter)
+		}
+		if _, err := r.Volume.WriteBundle(service, b, owner); err != nil {
+			return Result{}, fmt.Errorf("writing bundle of %s: %w", service, err)
+		}
+		issued = &info
+		if r.Metrics != nil {
+			r.Metrics.BundleIssued(string(reason))
+		}
+		log.Info(fmt.Sprintf("%s: issued bundle (reason: %s) sans=[%s]", service, reason, strings.Join(identity.DNSNames, ", ")),
+			keyAction, string(action), keyReason, string(reason), keySANs, identity.DNSNames,
+			keyServerSer, info.ServerSerial, keyClientSer, info.ClientSerial, keyNotAfter, info.NotAfter)
+	case BundleWriteCA:
+		if _, err := r.Volume.WriteCA(service, r.Authority.TrustBundle(), owner); err != nil {
+			return Result{}, fmt.Errorf("writing trust bundle of %s: %w", service, err)
+		}
+		log.Info(fmt.Sprintf("%s: refreshed trust bundle (reason: %s)", service, reason), keyAction, string(action), keyReason, string(reason))
+	case BundleFixPerms:
+		if err := r.Volume.FixPermissions(service, owner); err != nil {
+			return Result{}, fmt.Errorf("fixing permissions of %s: %w", service, err)
+		}
+		log.Info(fmt.Sprintf("%s: fixed key permissions (reason: %s)", service, reason), keyAction, string(action), keyReason, string(reason))
+	}
+	if action != BundleKeep {
+		// Level-triggered: record what is on disk now, not what we meant to write.
+		if bundle, err = r.Volume.ReadBundle(service); err != nil {
+			return Result{}, fmt.Errorf("re-reading bundle of %s: %w", service, err)
+		}
+	}
+	return r.record(c, service, identity, bundle, issued, reason, now, log)
+}
+
+// record stores what this reconcile learned and schedules the renewal.
+func (r *ContainerReconciler) record(c dockerwatch.Container, service string, id certs.Identity, b *certs.BundleFiles,
+	issued *certs.IssueInfo, reason certs.Reason, now time.Time, log *slog.Logger) (Result, error) {
+	parsed, err := certs.ParseBundle(b)
+	if err != nil {
+		return Result{}, fmt.Errorf("parsing bundle of %s just validated: %w", service, err)
+	}
+	rec, _, err := r.Records.Get(c.ID)
+	if err != nil {
+		return Result{}, fmt.Errorf("reading state of %s: %w", c.Name, err)
+	}
+	rec.ContainerID, rec.ContainerName, rec.Service, rec.Project = c.ID, c.Name, service, c.Project
+	rec.DNSNames = c.DNSNames()
+	rec.Bundle.Generation = b.Generation
+	rec.Bundle.WrittenAt = b.WrittenAt
+	rec.Bundle.ServerSerial = certs.SerialString(parsed.ServerCert.SerialNumber)
+	rec.Bundle.ClientSerial = certs.SerialString(parsed.ClientCert.SerialNumber)
+	rec.Bundle.NotAfter = earliest(parsed.ServerCert.NotAfter, parsed.ClientCert.NotAfter)
+	if issued != nil {
+		rec.Bundle.IssuedReason = string(reason)
+		rec.Bundle.IssuedAt = now
+		rec.AddEvent(state.Event{At: now, Action: "issue", Result: "ok", Reason: string(reason)})
+	}
+	stale, why := StaleProcess(c, b.WrittenAt)
+	if stale && !rec.NeedsRestart {
+		log.Warn(fmt.Sprintf("%s: running with certificates older than its bundle; restart needed", service), keyReason, why)
+	}
+	rec.NeedsRestart, rec.NeedsRestartReason = stale, why
+	rec.UpdatedAt = now
+	if err := r.Records.Put(rec); err != nil {
+		return Result{}, fmt.Errorf("saving state of %s: %w", c.Name, err)
+	}
+
+	frac := r.renewFraction()
+	lifetime := parsed.ServerCert.NotAfter.Sub(parsed.ServerCert.NotBefore)
+	renewAt := NextRenewal(certs.RenewAt(parsed.ServerCert, frac), certs.RenewAt(parsed.ClientCert, frac), r.jitter(lifetime))
+	after := renewAt.Sub(now)
+	if after < minRequeue {
+		after = minRequeue
+	}
+	log.Debug("bundle reconciled", keyGeneration, b.Generation, keyRenewAt, renewAt, keyRequeue, after)
+	return Result{RequeueAfter: after}, nil
+}
+
+// forget drops the record of a container that is gone or no longer managed.
+// Its service's bundle is kept: a rebuild recreates the container under a new
+// ID moments later and must find the same certificates (README: "Bundle
+// retention").
+func (r *ContainerReconciler) forget(id string, log *slog.Logger) error {
+	rec, ok, err := r.Records.Get(id)
+	if err != nil {
+		return fmt.Errorf("reading state of %s: %w", shortID(id), err)
+	}
+	if !ok {
+		return nil
+	}
+	if err := r.Records.Delete(id); err != nil {
+		return fmt.Errorf("deleting state of %s: %w", shortID(id), err)
+	}
+	log.Info(fmt.Sprintf("%s: container gone or no longer managed; record removed, bundle kept", rec.Service), keyService, rec.Service)
+	return nil
+}
+
+// replicaNames returns the DNS names of the other containers recorded for
+// service, so a reissue covers every replica sharing the bundle.
+func replicaNames(records []state.Record, service, selfID string) []string {
+	var names []string
+	for _, rec := range records {
+		if rec.Service == service && rec.ContainerID != selfID {
+			names = append(names, rec.DNSNames...)
+		}
+	}
+	sort.Strings(names)
+	return names
+}
+
+func keyMode(o certs.Owner) fs.FileMode {
+	if o.GroupRead {
+		return 0o640
+	}
+	return 0o600
+}
+
+func (r *ContainerReconciler) logger() *slog.Logger {
+	if r.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return r.Log
+}
+
+func (r *ContainerReconciler) now() time.Time {
+	if r.Clock == nil {
+		return time.Now()
+	}
+	return r.Clock()
+}
+
+func (r *ContainerReconciler) renewFraction() float64 {
+	if r.RenewFraction <= 0 || r.RenewFraction >= 1 {
+		return 2.0 / 3.0
+	}
+	return r.RenewFraction
+}
+
+// jitter spreads renewals by up to 2% of the leaf lifetime (at most an
+// hour), so bundles issued together don't all renew together.
+func (r *ContainerReconciler) jitter(lifetime time.Duration) time.Duration {
+	if r.Jitter != nil {
+		return r.Jitter(lifetime)
+	}
+	limit := min(lifetime/50, time.Hour)
+	if limit <= 0 {
+		return 0
+	}
+	n, err := rand.Int(rand.Reader, big.NewInt(int64(limit)))
+	if err != nil {
+		return 0
+	}
+	return time.Duration(n.Int64())
+}
+
+func earliest(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+func newReconcileID() string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// keyedMutex serialises work per key (service name).
+type keyedMutex struct {
+	mu    sync.Mutex
+	locks map[string]*refMutex
+}
+
+type refMutex struct {
+	sync.Mutex
+	refs int
+}
+
+func (k *keyedMutex) lock(key string) (unlock func()) {
+	k.mu.Lock()
+	if k.locks == nil {
+		k.locks = map[string]*refMutex{}
+	}
+	m := k.locks[key]
+	if m == nil {
+		m = &refMutex{}
+		k.locks[key] = m
+	}
+	m.refs++
+	k.mu.Unlock()
+	m.Lock()
+	return func() {
+		m.Unlock()
+		k.mu.Lock()
+		m.refs--
+		if m.refs == 0 {
+			delete(k.locks, key)
+		}
+		k.mu.Unlock()
+	}
+}
