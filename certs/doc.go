@@ -1,0 +1,24 @@
+// Package certs is the controller's certificate authority and its bundle
+// store: it issues, checks and writes the mTLS material of every service.
+//
+// Crypto half (no I/O except the Authority's own state directory):
+//
+//   - Authority (authority.go) owns the CA in the controller's STATE dir,
+//     never in the shared volume: it creates an ECDSA P-256 CA on first run,
+//     loads an existing or operator-provided one, refuses to replace CA
+//     material it cannot use (ErrInvalidCA), and rolls the CA over in
+//     crash-safe steps (CreateSuccessor, Promote, Retire).
+//   - IssueBundle (issue.go) signs a server and a client leaf per service,
+//     clamped to the CA's lifetime, and returns them with the trust bundle
+//     as PEM in a BundleFiles.
+//   - Validate (validate.go) is a pure, ordered list of checks, in the
+//     style of cert-manager's renewal policies, that says why a bundle
+//     must be reissued, rewritten or chmodded (Finding, Reason).
+//
+// Volume half (names.go, volume*.go): the shared certs volume, one directory
+// per service, each bundle swapped atomically the way Kubernetes'
+// AtomicWriter does, with all file work through os.Root.
+//
+// The package talks to nothing but the file system; it does not know about
+// Docker. Its callers decide when to issue, rotate or roll over.
+package certs
