@@ -1,0 +1,225 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/crank-platform/crank-mtls-controller/certs"
+)
+
+// Environment is the deployment environment; it sets the security floor.
+type Environment string
+
+// The environments the controller knows.
+const (
+	Development Environment = "development"
+	Production  Environment = "production"
+)
+
+// Config is the controller's whole configuration. Every field has a flag
+// and an environment variable; the flag wins over the variable, which wins
+// over the default. The table in the README is generated from the same
+// definitions (see flagDefs).
+type Config struct {
+	DockerHost    string
+	CertsRoot     string
+	StateDir      string
+	Environment   Environment
+	Listen        string
+	Resync        time.Duration
+	Workers       int
+	LogFormat     string
+	LogLevel      slog.Level
+	Project       string
+	TrustDomain   string
+	KeyAlgorithm  certs.KeyAlgorithm
+	LeafLifetime  time.Duration
+	CALifetime    time.Duration
+	RenewFraction float64
+	Shutdown      time.Duration
+}
+
+// flagDef ties a flag to its environment variable and documents both.
+type flagDef struct {
+	name, env, def, usage string
+}
+
+// flagDefs is the single list of settings; README's table mirrors it.
+var flagDefs = []flagDef{
+	{"docker-host", "DOCKER_HOST", "", "Docker engine address; empty uses the SDK default (unix:///var/run/docker.sock)"},
+	{"certs-root", "CRANK_CERTS_ROOT", "/certs", "shared volume root; each service's bundle goes to <root>/<service>/"},
+	{"state-dir", "CRANK_STATE_DIR", "/state", "controller state: the CA (ca.crt, ca.key) and state.db; never shared with services"},
+	{"environment", "CRANK_ENVIRONMENT", "development", "development (degrade gracefully, report) or production (strict)"},
+	{"listen", "CRANK_LISTEN", ":9090", "HTTP listen address for /healthz, /readyz and /metrics"},
+	{"resync", "CRANK_RESYNC_INTERVAL", "5m", "full resync interval: every container is reconciled at least this often"},
+	{"workers", "CRANK_WORKERS", "4", "concurrent reconciles (1-64)"},
+	{"log-format", "CRANK_LOG_FORMAT", "tint", "tint (human, coloured on a terminal) or json"},
+	{"log-level", "CRANK_LOG_LEVEL", "info", "debug, info, warn or error"},
+	{"project", "CRANK_PROJECT", "", "compose project to manage; empty detects the controller's own project"},
+	{"trust-domain", "CRANK_TRUST_DOMAIN", "crank.local", "SPIFFE trust domain of client identities (spiffe://<domain>/service/<name>)"},
+	{"key-algorithm", "CRANK_KEY_ALGORITHM", "ecdsa-p256", "leaf key algorithm: ecdsa-p256, rsa-2048, rsa-3072 or ed25519"},
+	{"leaf-lifetime", "CRANK_LEAF_LIFETIME", "2160h", "lifetime of issued server and client certificates (90 days)"},
+	{"ca-lifetime", "CRANK_CA_LIFETIME", "87600h", "lifetime of a CA the controller creates (10 years)"},
+	{"renew-fraction", "CRANK_RENEW_FRACTION", "0.6667", "renew a leaf after this fraction of its lifetime (0 < f < 1)"},
+	{"shutdown-timeout", "CRANK_SHUTDOWN_TIMEOUT", "10s", "how long a graceful shutdown may take before the process exits anyway"},
+}
+
+// parseConfig reads flags from args and variables from getenv. Every error
+// names the flag and the variable, so a bad compose file is easy to fix.
+func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
+	fs := flag.NewFlagSet("controller", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	vals := map[string]*string{}
+	for _, d := range flagDefs {
+		def := d.def
+		if v := getenv(d.env); v != "" {
+			def = v
+		}
+		vals[d.name] = fs.String(d.name, def, fmt.Sprintf("%s (env %s, default %q)", d.usage, d.env, d.def))
+	}
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: controller [run] [flags] | status | healthcheck | version")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return Config{}, flagHelp
+		}
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	p := parser{vals: vals}
+	cfg := Config{
+		DockerHost:    p.str("docker-host"),
+		CertsRoot:     p.nonEmpty("certs-root"),
+		StateDir:      p.nonEmpty("state-dir"),
+		Environment:   Environment(p.oneOf("environment", string(Development), string(Production))),
+		Listen:        p.str("listen"),
+		Resync:        p.duration("resync", time.Second),
+		Workers:       p.intRange("workers", 1, 64),
+		LogFormat:     p.oneOf("log-format", "tint", "json"),
+		Project:       p.str("project"),
+		TrustDomain:   p.nonEmpty("trust-domain"),
+		LeafLifetime:  p.duration("leaf-lifetime", time.Minute),
+		CALifetime:    p.duration("ca-lifetime", time.Hour),
+		RenewFraction: p.fraction("renew-fraction"),
+		Shutdown:      p.duration("shutdown-timeout", time.Second),
+	}
+	cfg.LogLevel = p.level("log-level")
+	cfg.KeyAlgorithm = p.keyAlgorithm("key-algorithm")
+	if p.err == nil && cfg.CertsRoot == cfg.StateDir {
+		p.fail("certs-root", fmt.Errorf("must differ from --state-dir: the CA key must never be in the shared volume"))
+	}
+	if p.err == nil && cfg.LeafLifetime >= cfg.CALifetime {
+		p.fail("leaf-lifetime", fmt.Errorf("%s must be shorter than --ca-lifetime %s", cfg.LeafLifetime, cfg.CALifetime))
+	}
+	return cfg, p.err
+}
+
+// parser accumulates the first error while reading values, so parseConfig
+// reads as a plain list of fields.
+type parser struct {
+	vals map[string]*string
+	err  error
+}
+
+func (p *parser) fail(name string, err error) {
+	if p.err != nil {
+		return
+	}
+	env := ""
+	for _, d := range flagDefs {
+		if d.name == name {
+			env = d.env
+		}
+	}
+	p.err = fmt.Errorf("invalid --%s (env %s): %w", name, env, err)
+}
+
+func (p *parser) str(name string) string { return strings.TrimSpace(*p.vals[name]) }
+
+func (p *parser) nonEmpty(name string) string {
+	v := p.str(name)
+	if v == "" {
+		p.fail(name, errors.New("must not be empty"))
+	}
+	return v
+}
+
+func (p *parser) oneOf(name string, allowed ...string) string {
+	v := strings.ToLower(p.str(name))
+	for _, a := range allowed {
+		if v == a {
+			return v
+		}
+	}
+	p.fail(name, fmt.Errorf("%q is not one of %s", v, strings.Join(allowed, ", ")))
+	return ""
+}
+
+func (p *parser) duration(name string, atLeast time.Duration) time.Duration {
+	d, err := time.ParseDuration(p.str(name))
+	if err != nil {
+		p.fail(name, err)
+		return 0
+	}
+	if d < atLeast {
+		p.fail(name, fmt.Errorf("%s is shorter than the minimum %s", d, atLeast))
+	}
+	return d
+}
+
+func (p *parser) intRange(name string, lo, hi int) int {
+	n, err := strconv.Atoi(p.str(name))
+	if err != nil {
+		p.fail(name, err)
+		return 0
+	}
+	if n < lo || n > hi {
+		p.fail(name, fmt.Errorf("%d is outside %d-%d", n, lo, hi))
+	}
+	return n
+}
+
+func (p *parser) fraction(name string) float64 {
+	f, err := strconv.ParseFloat(p.str(name), 64)
+	if err != nil {
+		p.fail(name, err)
+		return 0
+	}
+	if f <= 0 || f >= 1 {
+		p.fail(name, fmt.Errorf("%v is not strictly between 0 and 1", f))
+	}
+	return f
+}
+
+func (p *parser) level(name string) slog.Level {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(p.str(name))); err != nil {
+		p.fail(name, err)
+	}
+	return l
+}
+
+func (p *parser) keyAlgorithm(name string) certs.KeyAlgorithm {
+	a, err := certs.ParseKeyAlgorithm(p.str(name))
+	if err != nil {
+		p.fail(name, err)
+	}
+	return a
+}
+
+// flagHelp is returned when -h was asked for; it is not an error to report.
+var flagHelp = flag.ErrHelp
+
+// lookupEnv is os.Getenv; a variable so tests can pass their own.
+var lookupEnv = os.Getenv

@@ -1,0 +1,260 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/crank-platform/crank-mtls-controller/certs"
+	"github.com/crank-platform/crank-mtls-controller/dockerwatch"
+	"github.com/crank-platform/crank-mtls-controller/reconcile"
+	"github.com/crank-platform/crank-mtls-controller/state"
+)
+
+// Log keys of this package.
+const (
+	keyError       = "error"
+	keyProject     = "project"
+	keySelf        = "self"
+	keyAPIVersion  = "api_version"
+	keyCA          = "ca_not_after"
+	keyCreated     = "created"
+	keyListen      = "listen"
+	keyEnvironment = "environment"
+	keyVersion     = "version"
+	keySignal      = "signal"
+	keyTimeout     = "timeout"
+)
+
+func runController(args []string) int {
+	cfg, err := parseConfig(args, lookupEnv, os.Stderr)
+	if errors.Is(err, flagHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "controller: %v\n", err)
+		return 2
+	}
+	log := newLogger(os.Stderr, cfg.LogFormat, cfg.LogLevel)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go handleSignals(cancel, cfg.Shutdown, log)
+	if err := run(ctx, cfg, log); err != nil {
+		log.Error("controller stopped", keyError, err)
+		return 1
+	}
+	log.Info("controller stopped cleanly")
+	return 0
+}
+
+// handleSignals implements the shutdown contract: the first SIGTERM or
+// SIGINT cancels the context and starts a drain; a second one, or a drain
+// longer than timeout, exits at once.
+func handleSignals(cancel context.CancelFunc, timeout time.Duration, log *slog.Logger) {
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	s := <-sigs
+	log.Info("shutting down; a second signal exits at once", keySignal, s.String(), keyTimeout, timeout)
+	cancel()
+	select {
+	case s = <-sigs:
+		log.Warn("second signal: exiting now", keySignal, s.String())
+	case <-time.After(timeout):
+		log.Error("graceful shutdown timed out: exiting now", keyTimeout, timeout)
+	}
+	os.Exit(1)
+}
+
+// run wires the components and blocks until ctx ends.
+func run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	log.Info("starting", keyVersion, version(), keyEnvironment, cfg.Environment)
+	now := time.Now()
+	authority, created, err := certs.OpenAuthority(cfg.StateDir, certs.AuthorityOptions{
+		KeyAlgorithm: certs.ECDSAP256,
+		Lifetime:     cfg.CALifetime,
+	}, now)
+	if err != nil {
+		return fmt.Errorf("opening the CA in %s: %w", cfg.StateDir, err)
+	}
+	log.Info("CA ready", keyCreated, created, keyCA, authority.Active().Cert.NotAfter)
+
+	store, err := state.Open(cfg.StateDir, state.Options{Timeout: 2 * time.Second, Logger: log})
+	if err != nil {
+		return fmt.Errorf("opening state: %w", err)
+	}
+	defer store.Close()
+
+	volume, err := certs.OpenVolume(cfg.CertsRoot)
+	if err != nil {
+		return fmt.Errorf("opening certs root: %w", err)
+	}
+	defer volume.Close()
+
+	docker, err := dockerwatch.New(cfg.DockerHost)
+	if err != nil {
+		return fmt.Errorf("creating Docker client: %w", err)
+	}
+	scope, err := detectScope(ctx, docker, cfg.Project, log)
+	if err != nil {
+		return err
+	}
+
+	reg := prometheus.NewRegistry()
+	m := newMetrics(reg)
+	queue := reconcile.NewQueue(reconcile.QueueOptions{})
+	rec := &reconcile.ContainerReconciler{
+		Containers:    docker,
+		Volume:        volume,
+		Authority:     authority,
+		Records:       store,
+		Scope:         scope,
+		TrustDomain:   cfg.TrustDomain,
+		Issue:         certs.IssueOptions{KeyAlgorithm: cfg.KeyAlgorithm, Lifetime: cfg.LeafLifetime},
+		RenewFraction: cfg.RenewFraction,
+		Log:           log,
+		Metrics:       m,
+	}
+	ctrl := reconcile.NewController(rec, queue, reconcile.ControllerOptions{Workers: cfg.Workers, Logger: log, Metrics: m})
+	watcher := dockerwatch.NewWatcher(docker.SDK(), queue, dockerwatch.WatcherOptions{Resync: cfg.Resync, Logger: log, Metrics: m})
+
+	srv := &http.Server{Addr: cfg.Listen, Handler: newMux(reg, watcher), ReadHeaderTimeout: 5 * time.Second}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", cfg.Listen, err)
+	}
+	log.Info("serving health and metrics", keyListen, ln.Addr().String())
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	goRun := func(name string, f func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := f(ctx); err != nil {
+				errs <- fmt.Errorf("%s: %w", name, err)
+			}
+		}()
+	}
+	goRun("controller", ctrl.Start)
+	goRun("records", func(ctx context.Context) error { return sweepRecords(ctx, store, queue, cfg.Resync, log) })
+	goRun("watcher", watcher.Start)
+	goRun("http", func(ctx context.Context) error {
+		go func() {
+			<-ctx.Done()
+			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(sctx)
+		}()
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	var first error
+	select {
+	case first = <-errs:
+	case <-ctx.Done():
+	}
+	wg.Wait()
+	return first
+}
+
+// detectScope finds the compose project to manage: the flag if given, else
+// the project of the controller's own container, found by inspecting its
+// hostname (Docker sets it to the short container ID). It waits for the
+// engine with backoff rather than failing a start that races the daemon.
+func detectScope(ctx context.Context, docker *dockerwatch.Client, project string, log *slog.Logger) (reconcile.Scope, error) {
+	var scope reconcile.Scope
+	op := func() error {
+		if err := docker.Ping(ctx); err != nil {
+			return fmt.Errorf("pinging Docker: %w", err)
+		}
+		host, _ := os.Hostname()
+		self, err := docker.Inspect(ctx, host)
+		switch {
+		case errors.Is(err, dockerwatch.ErrNotFound):
+			scope = reconcile.Scope{Project: project}
+		case err != nil:
+			return fmt.Errorf("inspecting own container %s: %w", host, err)
+		default:
+			scope = reconcile.Scope{Project: project, SelfID: self.ID}
+			if project == "" {
+				scope.Project = self.Project
+			}
+		}
+		return nil
+	}
+	b := backoff.NewExponentialBackOff(backoff.WithMaxInterval(10*time.Second), backoff.WithMaxElapsedTime(0))
+	err := backoff.RetryNotify(op, backoff.WithContext(b, ctx), func(err error, d time.Duration) {
+		log.Warn("waiting for Docker", keyError, err)
+	})
+	if err != nil {
+		return scope, fmt.Errorf("connecting to Docker: %w", err)
+	}
+	if scope.Project == "" {
+		log.Warn("no compose project detected or configured: only containers labelled " + reconcile.LabelEnable + "=true are managed")
+	}
+	log.Info("managing containers", keyProject, scope.Project, keySelf, shortID(scope.SelfID), keyAPIVersion, docker.ServerAPIVersion())
+	return scope, nil
+}
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+// readiness is what /readyz needs from the watcher.
+type readiness interface{ Ready() bool }
+
+func newMux(reg *prometheus.Registry, ready readiness) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !ready.Ready() {
+			http.Error(w, "not ready: not connected to Docker or initial list not done", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	return mux
+}
+
+// sweepRecords enqueues every container the state remembers, at start and
+// then every interval. The watcher's list only shows containers that exist;
+// this is how records of containers destroyed while the controller was down
+// (or during a cut event stream) are found and cleaned up.
+func sweepRecords(ctx context.Context, store *state.Store, queue *reconcile.Queue, every time.Duration, log *slog.Logger) error {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		recs, err := store.List()
+		if err != nil {
+			log.Error("listing state records for sweep", keyError, err)
+		}
+		for _, r := range recs {
+			queue.Add(r.ContainerID)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
