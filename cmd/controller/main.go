@@ -19,14 +19,16 @@ func dispatch(args []string) int {
 	switch cmd {
 	case "run":
 		return runController(args)
+	case "healthcheck":
+		return runHealthcheck(args)
 	case "version":
 		fmt.Println(version())
 		return 0
 	case "help":
-		fmt.Println("usage: controller [run] [flags] | version\n\nrun 'controller run -h' for flags")
+		fmt.Println("usage: controller [run] [flags] | healthcheck [listen-addr] | version\n\nrun 'controller run -h' for flags")
 		return 0
 	default:
-		fmt.Fprintf(os.Stderr, "controller: unknown command %q (want run or version)\n", cmd)
+		fmt.Fprintf(os.Stderr, "controller: unknown command %q (want run, healthcheck or version)\n", cmd)
 		return 2
 	}
 }
