@@ -18,3 +18,26 @@ const (
 	// group (the gid of LabelKeyOwner) can read them.
 	LabelKeyGroupRead = "crank.security.key-group-read"
 )
+
+// Labels of the security-level policy.
+const (
+	// LabelLevel is the desired level: mtls (default), tls or plain.
+	LabelLevel = "crank.security.level"
+	// LabelOnDrift is what to do when observed < desired: restart (default:
+	// restart within the budget, then report degraded), relabel (restart
+	// within the budget, then recreate once with labels recording what was
+	// observed, then report degraded), or report (never touch the container).
+	LabelOnDrift = "crank.security.on-drift"
+	// LabelReload declares how the service reloads certificates without a
+	// restart, as "signal:<NAME>", e.g. "signal:SIGHUP".
+	LabelReload = "crank.security.reload"
+	// LabelRestartBudget overrides the global restart budget for one
+	// container (0 means go straight to the end of the ladder).
+	LabelRestartBudget = "crank.security.restart-budget"
+)
+
+// Labels the controller writes when it relabels (recreates) a container.
+const (
+	LabelObserved = "crank.security.observed"
+	LabelDrift    = "crank.security.drift"
+)

@@ -21,3 +21,10 @@ const (
 	keyRequeue     = "requeue_after"
 	keyRetries     = "retries"
 )
+
+// Keys of the level and remediation logs.
+const (
+	keyObserved = "observed"
+	keyDesired  = "desired"
+	keyFloor    = "floor"
+)

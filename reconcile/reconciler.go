@@ -16,6 +16,7 @@ import (
 
 	"github.com/crank-platform/crank-mtls-controller/certs"
 	"github.com/crank-platform/crank-mtls-controller/dockerwatch"
+	"github.com/crank-platform/crank-mtls-controller/probe"
 	"github.com/crank-platform/crank-mtls-controller/state"
 )
 
@@ -43,6 +44,32 @@ type RecordStore interface {
 // Metrics receives what a reconcile did. A nil Metrics is valid.
 type Metrics interface {
 	BundleIssued(reason string)
+	// Observed reports one probe of a container against its desired level.
+	Observed(service, container string, observed, desired probe.Level, drift bool, took time.Duration)
+	// Remediated counts one remediation action and its result (ok, error,
+	// dry-run, rate-limited).
+	Remediated(action, result string)
+	// Forget drops a container's label series when it is gone.
+	Forget(service, container string)
+}
+
+// Prober measures what a container serves.
+type Prober interface {
+	Probe(ctx context.Context, t probe.Target) probe.Result
+}
+
+// ContainerActions are the remediation steps on the Docker side.
+type ContainerActions interface {
+	Restart(ctx context.Context, id string, timeout time.Duration) error
+	Signal(ctx context.Context, id, signal string) error
+	Recreate(ctx context.Context, id string, addLabels map[string]string, removeLabels []string, stopTimeout time.Duration) (string, error)
+}
+
+// RateLimiter bounds container actions across the whole stack, so a CA
+// rollover or a bad policy never restarts every service at once.
+type RateLimiter interface {
+	// Reserve takes a token and returns 0, or returns how long to wait.
+	Reserve(now time.Time) time.Duration
 }
 
 // ContainerReconciler ensures that every managed container has a valid bundle in the
@@ -63,6 +90,23 @@ type ContainerReconciler struct {
 	RenewFraction float64
 	Log           *slog.Logger
 	Metrics       Metrics
+	// Prober, when set, turns on probing and remediation; without it the
+	// reconciler only maintains bundles.
+	Prober Prober
+	// Actions restart, signal and recreate containers.
+	Actions ContainerActions
+	// Levels is the level policy: environment, mode, budget, backoff.
+	Levels Policy
+	// Limiter is the global action rate limit; nil means unlimited.
+	Limiter RateLimiter
+	// ProbeInterval is how often a managed container is probed.
+	ProbeInterval time.Duration
+	// SharedNetworks are the controller's own networks; probes only go to
+	// container addresses on them. Empty means every address.
+	SharedNetworks []string
+	// StopTimeout is given to Docker for restarts and recreates.
+	StopTimeout time.Duration
+
 	// Clock and Jitter are seams for tests. Jitter returns the random delay
 	// added to a renewal time for a leaf of the given lifetime.
 	Clock  func() time.Time
@@ -174,11 +218,13 @@ func (r *ContainerReconciler) reconcileBundle(ctx context.Context, c dockerwatch
 			return Result{}, fmt.Errorf("re-reading bundle of %s: %w", service, err)
 		}
 	}
-	return r.record(c, service, identity, bundle, issued, reason, now, log)
+	return r.record(ctx, c, service, bundle, issued, reason, now, log)
 }
 
-// record stores what this reconcile learned and schedules the renewal.
-func (r *ContainerReconciler) record(c dockerwatch.Container, service string, id certs.Identity, b *certs.BundleFiles,
+// record stores what this reconcile learned, probes and remediates when a
+// prober is configured, and schedules the next look: the renewal, the next
+// periodic probe or a pending remediation step, whichever comes first.
+func (r *ContainerReconciler) record(ctx context.Context, c dockerwatch.Container, service string, b *certs.BundleFiles,
 	issued *certs.IssueInfo, reason certs.Reason, now time.Time, log *slog.Logger) (Result, error) {
 	parsed, err := certs.ParseBundle(b)
 	if err != nil {
@@ -205,19 +251,29 @@ func (r *ContainerReconciler) record(c dockerwatch.Container, service string, id
 		log.Warn(fmt.Sprintf("%s: running with certificates older than its bundle; restart needed", service), keyReason, why)
 	}
 	rec.NeedsRestart, rec.NeedsRestartReason = stale, why
-	rec.UpdatedAt = now
-	if err := r.Records.Put(rec); err != nil {
-		return Result{}, fmt.Errorf("saving state of %s: %w", c.Name, err)
-	}
 
 	frac := r.renewFraction()
 	lifetime := parsed.ServerCert.NotAfter.Sub(parsed.ServerCert.NotBefore)
-	renewAt := NextRenewal(certs.RenewAt(parsed.ServerCert, frac), certs.RenewAt(parsed.ClientCert, frac), r.jitter(lifetime))
-	after := renewAt.Sub(now)
-	if after < minRequeue {
-		after = minRequeue
+	next := NextRenewal(certs.RenewAt(parsed.ServerCert, frac), certs.RenewAt(parsed.ClientCert, frac), r.jitter(lifetime))
+	if r.Prober != nil {
+		at, gone, err := r.observe(ctx, c, service, parsed, stale, &rec, now, log)
+		if err != nil {
+			return Result{}, err
+		}
+		if gone {
+			// Relabelled: the old container no longer exists; its
+			// replacement is reconciled under its own ID.
+			return Result{}, r.Records.Delete(c.ID)
+		}
+		if !at.IsZero() && at.Before(next) {
+			next = at
+		}
 	}
-	log.Debug("bundle reconciled", keyGeneration, b.Generation, keyRenewAt, renewAt, keyRequeue, after)
+	if err := r.Records.Put(rec); err != nil {
+		return Result{}, fmt.Errorf("saving state of %s: %w", c.Name, err)
+	}
+	after := max(next.Sub(now), minRequeue)
+	log.Debug("container reconciled", keyGeneration, b.Generation, keyRequeue, after)
 	return Result{RequeueAfter: after}, nil
 }
 
@@ -235,6 +291,9 @@ func (r *ContainerReconciler) forget(id string, log *slog.Logger) error {
 	}
 	if err := r.Records.Delete(id); err != nil {
 		return fmt.Errorf("deleting state of %s: %w", shortID(id), err)
+	}
+	if r.Metrics != nil {
+		r.Metrics.Forget(rec.Service, rec.ContainerName)
 	}
 	log.Info(fmt.Sprintf("%s: container gone or no longer managed; record removed, bundle kept", rec.Service), keyService, rec.Service)
 	return nil

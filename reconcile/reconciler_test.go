@@ -13,6 +13,7 @@ import (
 
 	"github.com/crank-platform/crank-mtls-controller/certs"
 	"github.com/crank-platform/crank-mtls-controller/dockerwatch"
+	"github.com/crank-platform/crank-mtls-controller/probe"
 	"github.com/crank-platform/crank-mtls-controller/state"
 )
 
@@ -79,6 +80,10 @@ type countingMetrics struct {
 	mu     sync.Mutex
 	issued map[string]int
 }
+
+func (m *countingMetrics) Observed(string, string, probe.Level, probe.Level, bool, time.Duration) {}
+func (m *countingMetrics) Remediated(string, string)                                              {}
+func (m *countingMetrics) Forget(string, string)                                                  {}
 
 func (m *countingMetrics) BundleIssued(reason string) {
 	m.mu.Lock()

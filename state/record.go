@@ -29,12 +29,30 @@ type Record struct {
 
 	Findings []string // validation reasons from the last observation
 
+	Level LevelRecord // desired vs observed, from the last probe
+
 	Remediation RemediationState
 
 	History     []Event      // actions taken; capped at MaxHistory, newest last
 	Transitions []Transition // level changes; capped at MaxTransitions, newest last
 
 	UpdatedAt time.Time // set by Store.Put from Options.Now; not caller-controlled
+}
+
+// LevelRecord is the security-level side of the last observation: what was
+// wanted, what the probe saw, and what the served certificate was.
+type LevelRecord struct {
+	Desired           string    // desired level (mtls, tls, plain)
+	Floor             string    // lowest level accepted without alarm
+	Drift             bool      // observed < desired
+	BelowFloor        bool      // observed < floor
+	ProbeFindings     []string  // probe reason codes, e.g. "client-auth-not-enforced"
+	ProbeMessages     []string  // the findings' human messages, same order
+	LastProbeAt       time.Time // zero if never probed
+	ProbeDuration     time.Duration
+	ServedFingerprint string    // SHA-256 of the served leaf, hex
+	ServedNotAfter    time.Time // NotAfter of the served leaf
+	LastPlan          string    // the ladder's last decision, for humans
 }
 
 // BundleRecord identifies a written bundle without holding any key material.

@@ -12,15 +12,8 @@ import (
 	"time"
 
 	"github.com/crank-platform/crank-mtls-controller/certs"
-)
-
-// Environment is the deployment environment; it sets the security floor.
-type Environment string
-
-// The environments the controller knows.
-const (
-	Development Environment = "development"
-	Production  Environment = "production"
+	"github.com/crank-platform/crank-mtls-controller/probe"
+	"github.com/crank-platform/crank-mtls-controller/reconcile"
 )
 
 // Config is the controller's whole configuration. Every field has a flag
@@ -31,7 +24,7 @@ type Config struct {
 	DockerHost    string
 	CertsRoot     string
 	StateDir      string
-	Environment   Environment
+	Environment   reconcile.Environment
 	Listen        string
 	Resync        time.Duration
 	Workers       int
@@ -44,6 +37,15 @@ type Config struct {
 	CALifetime    time.Duration
 	RenewFraction float64
 	Shutdown      time.Duration
+
+	Mode              reconcile.Mode
+	ProbeInterval     time.Duration
+	RestartBudget     int
+	RestartBackoff    time.Duration
+	StartGrace        time.Duration
+	ActionInterval    time.Duration
+	ProductionMinimum probe.Level
+	Quarantine        map[string]string
 }
 
 // flagDef ties a flag to its environment variable and documents both.
@@ -69,6 +71,14 @@ var flagDefs = []flagDef{
 	{"ca-lifetime", "CRANK_CA_LIFETIME", "87600h", "lifetime of a CA the controller creates (10 years)"},
 	{"renew-fraction", "CRANK_RENEW_FRACTION", "0.6667", "renew a leaf after this fraction of its lifetime (0 < f < 1)"},
 	{"shutdown-timeout", "CRANK_SHUTDOWN_TIMEOUT", "10s", "how long a graceful shutdown may take before the process exits anyway"},
+	{"mode", "CRANK_MODE", "enforce", "enforce (restart, signal, relabel) or observe (log the plan, change no container): the rollback switch"},
+	{"probe-interval", "CRANK_PROBE_INTERVAL", "30s", "how often each managed container is probed (also on every event)"},
+	{"restart-budget", "CRANK_RESTART_BUDGET", "3", "restarts (or reload signals) per container per drift episode before it is reported degraded"},
+	{"restart-backoff", "CRANK_RESTART_BACKOFF", "30s", "wait after the first action of an episode; doubles per action, capped at 10m"},
+	{"start-grace", "CRANK_START_GRACE", "10s", "time after a start before the controller acts on a container (a longer healthcheck start period wins)"},
+	{"action-interval", "CRANK_ACTION_INTERVAL", "5s", "global limit: at most one container action per interval across the stack"},
+	{"production-min-level", "CRANK_PRODUCTION_MIN_LEVEL", "mtls", "lowest level a label may ask for in production: mtls, tls or plain"},
+	{"quarantine-labels", "CRANK_QUARANTINE_LABELS", "", "labels added when a container is relabelled, as k=v,k=v (e.g. traefik.enable=false)"},
 }
 
 // parseConfig reads flags from args and variables from getenv. Every error
@@ -102,7 +112,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 		DockerHost:    p.str("docker-host"),
 		CertsRoot:     p.nonEmpty("certs-root"),
 		StateDir:      p.nonEmpty("state-dir"),
-		Environment:   Environment(p.oneOf("environment", string(Development), string(Production))),
+		Environment:   reconcile.Environment(p.oneOf("environment", string(reconcile.Development), string(reconcile.Production))),
 		Listen:        p.str("listen"),
 		Resync:        p.duration("resync", time.Second),
 		Workers:       p.intRange("workers", 1, 64),
@@ -114,6 +124,14 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 		RenewFraction: p.fraction("renew-fraction"),
 		Shutdown:      p.duration("shutdown-timeout", time.Second),
 	}
+	cfg.Mode = reconcile.Mode(p.oneOf("mode", string(reconcile.Enforce), string(reconcile.Observe)))
+	cfg.ProbeInterval = p.duration("probe-interval", time.Second)
+	cfg.RestartBudget = p.intRange("restart-budget", 0, 100)
+	cfg.RestartBackoff = p.duration("restart-backoff", time.Second)
+	cfg.StartGrace = p.duration("start-grace", 0)
+	cfg.ActionInterval = p.duration("action-interval", 0)
+	cfg.ProductionMinimum = p.level3("production-min-level")
+	cfg.Quarantine = p.labels("quarantine-labels")
 	cfg.LogLevel = p.level("log-level")
 	cfg.KeyAlgorithm = p.keyAlgorithm("key-algorithm")
 	if p.err == nil && cfg.CertsRoot == cfg.StateDir {
@@ -208,6 +226,34 @@ func (p *parser) level(name string) slog.Level {
 		p.fail(name, err)
 	}
 	return l
+}
+
+func (p *parser) level3(name string) probe.Level {
+	l, err := probe.ParseLevel(p.str(name))
+	if err == nil && l == probe.Down {
+		err = errors.New("down is not a level to require")
+	}
+	if err != nil {
+		p.fail(name, err)
+	}
+	return l
+}
+
+func (p *parser) labels(name string) map[string]string {
+	out := map[string]string{}
+	v := p.str(name)
+	if v == "" {
+		return out
+	}
+	for _, kv := range strings.Split(v, ",") {
+		k, val, ok := strings.Cut(strings.TrimSpace(kv), "=")
+		if !ok || k == "" || strings.HasPrefix(k, "com.docker.compose.") {
+			p.fail(name, fmt.Errorf("%q: want key=value pairs separated by commas, not com.docker.compose.* labels", kv))
+			return nil
+		}
+		out[k] = val
+	}
+	return out
 }
 
 func (p *parser) keyAlgorithm(name string) certs.KeyAlgorithm {

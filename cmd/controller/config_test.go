@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/crank-platform/crank-mtls-controller/reconcile"
 )
 
 func TestParseConfig(t *testing.T) {
@@ -20,7 +22,7 @@ func TestParseConfig(t *testing.T) {
 	}{
 		"should use documented defaults with no flags or env": {
 			check: func(t *testing.T, c Config) {
-				if c.CertsRoot != "/certs" || c.StateDir != "/state" || c.Environment != Development || c.Workers != 4 || c.Resync != 5*time.Minute {
+				if c.CertsRoot != "/certs" || c.StateDir != "/state" || c.Environment != reconcile.Development || c.Workers != 4 || c.Resync != 5*time.Minute {
 					t.Errorf("got %+v, want defaults", c)
 				}
 			},
@@ -28,7 +30,7 @@ func TestParseConfig(t *testing.T) {
 		"should take the environment variable over the default": {
 			env: map[string]string{"CRANK_ENVIRONMENT": "production", "CRANK_WORKERS": "8"},
 			check: func(t *testing.T, c Config) {
-				if c.Environment != Production || c.Workers != 8 {
+				if c.Environment != reconcile.Production || c.Workers != 8 {
 					t.Errorf("got env %q workers %d, want production 8", c.Environment, c.Workers)
 				}
 			},
@@ -37,7 +39,7 @@ func TestParseConfig(t *testing.T) {
 			args: []string{"--environment", "development"},
 			env:  map[string]string{"CRANK_ENVIRONMENT": "production"},
 			check: func(t *testing.T, c Config) {
-				if c.Environment != Development {
+				if c.Environment != reconcile.Development {
 					t.Errorf("got %q, want development", c.Environment)
 				}
 			},
@@ -58,7 +60,22 @@ func TestParseConfig(t *testing.T) {
 			args: []string{"--leaf-lifetime", "100h", "--ca-lifetime", "10h"}, wantErr: "shorter than --ca-lifetime",
 		},
 		"should reject an unknown log format": {args: []string{"--log-format", "xml"}, wantErr: "invalid --log-format"},
-		"should reject a stray argument":      {args: []string{"extra"}, wantErr: `unexpected argument "extra"`},
+		"should read the rollback switch and quarantine labels": {
+			env: map[string]string{"CRANK_MODE": "observe", "CRANK_QUARANTINE_LABELS": "traefik.enable=false, crank.quarantined=true"},
+			check: func(t *testing.T, c Config) {
+				if c.Mode != "observe" || c.Quarantine["traefik.enable"] != "false" || c.Quarantine["crank.quarantined"] != "true" {
+					t.Errorf("got mode %q quarantine %v, want observe with two labels", c.Mode, c.Quarantine)
+				}
+			},
+		},
+		"should reject a quarantine label on compose's namespace": {
+			args: []string{"--quarantine-labels", "com.docker.compose.service=x"}, wantErr: "not com.docker.compose",
+		},
+		"should reject down as the production minimum": {
+			args: []string{"--production-min-level", "down"}, wantErr: "invalid --production-min-level",
+		},
+		"should reject an unknown mode":  {args: []string{"--mode", "fix"}, wantErr: "invalid --mode"},
+		"should reject a stray argument": {args: []string{"extra"}, wantErr: `unexpected argument "extra"`},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

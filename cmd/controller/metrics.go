@@ -7,6 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/crank-platform/crank-mtls-controller/certs"
+	"github.com/crank-platform/crank-mtls-controller/probe"
 	"github.com/crank-platform/crank-mtls-controller/reconcile"
 )
 
@@ -29,6 +30,21 @@ type metrics struct {
 	// crank_security_bundles_issued_total{reason}: bundles issued, by the
 	// validation reason that required it (missing, renew-due, ...).
 	bundlesIssued *prometheus.CounterVec
+	// crank_security_level{service,container}: observed level as a number,
+	// by probe.Level.Rank: down=0, plain=1, tls=2, mtls=3.
+	level *prometheus.GaugeVec
+	// crank_security_desired_level{service,container}: desired level, same
+	// mapping.
+	desiredLevel *prometheus.GaugeVec
+	// crank_security_drift{service,container}: 1 while observed < desired.
+	drift *prometheus.GaugeVec
+	// crank_security_probe_duration_seconds: wall time of one probe (all
+	// three steps).
+	probeDuration prometheus.Histogram
+	// crank_security_remediations_total{action,result}: container actions
+	// (restart, signal, relabel) by result (ok, error, dry-run,
+	// rate-limited).
+	remediations *prometheus.CounterVec
 }
 
 // Known label values, pre-created so dashboards show zeros, not gaps.
@@ -68,6 +84,32 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "crank_security_bundles_issued_total",
 			Help: "Bundles (server and client pair) issued, by the validation reason that required them.",
 		}, []string{"reason"}),
+		level: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "crank_security_level",
+			Help: "Observed security level: 0 down, 1 plain, 2 tls, 3 mtls.",
+		}, []string{"service", "container"}),
+		desiredLevel: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "crank_security_desired_level",
+			Help: "Desired security level: 0 down, 1 plain, 2 tls, 3 mtls.",
+		}, []string{"service", "container"}),
+		drift: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "crank_security_drift",
+			Help: "1 while the observed level is below the desired level, else 0.",
+		}, []string{"service", "container"}),
+		probeDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "crank_security_probe_duration_seconds",
+			Help:    "Wall time of one probe of one container (HTTPS with and without client cert, then HTTP).",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12),
+		}),
+		remediations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "crank_security_remediations_total",
+			Help: "Container actions by action (restart, signal, relabel) and result (ok, error, dry-run, rate-limited).",
+		}, []string{"action", "result"}),
+	}
+	for _, a := range []reconcile.Action{reconcile.ActionRestart, reconcile.ActionSignal, reconcile.ActionRelabel} {
+		for _, r := range []string{"ok", "error", "dry-run", "rate-limited"} {
+			m.remediations.WithLabelValues(string(a), r)
+		}
 	}
 	for _, r := range reconcile.ResultLabels() {
 		m.reconcileTotal.WithLabelValues(r)
@@ -79,6 +121,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.bundlesIssued.WithLabelValues(string(r))
 	}
 	reg.MustRegister(m.reconcileDuration, m.reconcileTotal, m.panics, m.events, m.reconnects, m.bundlesIssued,
+		m.level, m.desiredLevel, m.drift, m.probeDuration, m.remediations,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -107,3 +150,29 @@ func (m *metrics) Reconnect() { m.reconnects.Inc() }
 
 // BundleIssued implements reconcile.Metrics.
 func (m *metrics) BundleIssued(reason string) { m.bundlesIssued.WithLabelValues(reason).Inc() }
+
+// Observed implements reconcile.Metrics.
+func (m *metrics) Observed(service, container string, observed, desired probe.Level, drift bool, took time.Duration) {
+	m.level.WithLabelValues(service, container).Set(float64(observed.Rank()))
+	m.desiredLevel.WithLabelValues(service, container).Set(float64(desired.Rank()))
+	d := 0.0
+	if drift {
+		d = 1
+	}
+	m.drift.WithLabelValues(service, container).Set(d)
+	if took > 0 {
+		m.probeDuration.Observe(took.Seconds())
+	}
+}
+
+// Remediated implements reconcile.Metrics.
+func (m *metrics) Remediated(action, result string) {
+	m.remediations.WithLabelValues(action, result).Inc()
+}
+
+// Forget implements reconcile.Metrics: a destroyed container's series go.
+func (m *metrics) Forget(service, container string) {
+	for _, g := range []*prometheus.GaugeVec{m.level, m.desiredLevel, m.drift} {
+		g.DeleteLabelValues(service, container)
+	}
+}

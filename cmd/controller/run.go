@@ -19,6 +19,7 @@ import (
 
 	"github.com/crank-platform/crank-mtls-controller/certs"
 	"github.com/crank-platform/crank-mtls-controller/dockerwatch"
+	"github.com/crank-platform/crank-mtls-controller/probe"
 	"github.com/crank-platform/crank-mtls-controller/reconcile"
 	"github.com/crank-platform/crank-mtls-controller/state"
 )
@@ -36,6 +37,8 @@ const (
 	keyVersion     = "version"
 	keySignal      = "signal"
 	keyTimeout     = "timeout"
+	keyNetworks    = "networks"
+	keyMode        = "mode"
 )
 
 func runController(args []string) int {
@@ -79,7 +82,7 @@ func handleSignals(cancel context.CancelFunc, timeout time.Duration, log *slog.L
 
 // run wires the components and blocks until ctx ends.
 func run(ctx context.Context, cfg Config, log *slog.Logger) error {
-	log.Info("starting", keyVersion, version(), keyEnvironment, cfg.Environment)
+	log.Info("starting", keyVersion, version(), keyEnvironment, cfg.Environment, keyMode, cfg.Mode)
 	now := time.Now()
 	authority, created, err := certs.OpenAuthority(cfg.StateDir, certs.AuthorityOptions{
 		KeyAlgorithm: certs.ECDSAP256,
@@ -106,10 +109,16 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("creating Docker client: %w", err)
 	}
-	scope, err := detectScope(ctx, docker, cfg.Project, log)
+	scope, networks, err := detectScope(ctx, docker, cfg.Project, log)
 	if err != nil {
 		return err
 	}
+	issue := certs.IssueOptions{KeyAlgorithm: cfg.KeyAlgorithm, Lifetime: cfg.LeafLifetime}
+	clientCert, roots, renewAt, err := proberCredentials(authority, issue, time.Now())
+	if err != nil {
+		return err
+	}
+	prober := probe.New(probe.Options{ClientCert: clientCert, Roots: roots})
 
 	reg := prometheus.NewRegistry()
 	m := newMetrics(reg)
@@ -121,10 +130,25 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Records:       store,
 		Scope:         scope,
 		TrustDomain:   cfg.TrustDomain,
-		Issue:         certs.IssueOptions{KeyAlgorithm: cfg.KeyAlgorithm, Lifetime: cfg.LeafLifetime},
+		Issue:         issue,
 		RenewFraction: cfg.RenewFraction,
 		Log:           log,
 		Metrics:       m,
+		Prober:        prober,
+		Actions:       docker,
+		Levels: reconcile.Policy{
+			Environment:       cfg.Environment,
+			Mode:              cfg.Mode,
+			ProductionMinimum: cfg.ProductionMinimum,
+			RestartBudget:     cfg.RestartBudget,
+			BackoffBase:       cfg.RestartBackoff,
+			BackoffMax:        10 * time.Minute,
+			StartGrace:        cfg.StartGrace,
+			Quarantine:        cfg.Quarantine,
+		},
+		Limiter:        &reconcile.Spacing{Interval: cfg.ActionInterval},
+		ProbeInterval:  cfg.ProbeInterval,
+		SharedNetworks: networks,
 	}
 	ctrl := reconcile.NewController(rec, queue, reconcile.ControllerOptions{Workers: cfg.Workers, Logger: log, Metrics: m})
 	watcher := dockerwatch.NewWatcher(docker.SDK(), queue, dockerwatch.WatcherOptions{Resync: cfg.Resync, Logger: log, Metrics: m})
@@ -137,7 +161,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	log.Info("serving health and metrics", keyListen, ln.Addr().String())
 
 	var wg sync.WaitGroup
-	errs := make(chan error, 4)
+	errs := make(chan error, 5)
 	goRun := func(name string, f func(context.Context) error) {
 		wg.Add(1)
 		go func() {
@@ -148,6 +172,9 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		}()
 	}
 	goRun("controller", ctrl.Start)
+	goRun("credentials", func(ctx context.Context) error {
+		return renewProberCredentials(ctx, prober, authority, issue, renewAt, log)
+	})
 	goRun("records", func(ctx context.Context) error { return sweepRecords(ctx, store, queue, cfg.Resync, log) })
 	goRun("watcher", watcher.Start)
 	goRun("http", func(ctx context.Context) error {
@@ -175,8 +202,9 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 // the project of the controller's own container, found by inspecting its
 // hostname (Docker sets it to the short container ID). It waits for the
 // engine with backoff rather than failing a start that races the daemon.
-func detectScope(ctx context.Context, docker *dockerwatch.Client, project string, log *slog.Logger) (reconcile.Scope, error) {
+func detectScope(ctx context.Context, docker *dockerwatch.Client, project string, log *slog.Logger) (reconcile.Scope, []string, error) {
 	var scope reconcile.Scope
+	var networks []string
 	op := func() error {
 		if err := docker.Ping(ctx); err != nil {
 			return fmt.Errorf("pinging Docker: %w", err)
@@ -193,6 +221,10 @@ func detectScope(ctx context.Context, docker *dockerwatch.Client, project string
 			if project == "" {
 				scope.Project = self.Project
 			}
+			networks = networks[:0]
+			for name := range self.Networks {
+				networks = append(networks, name)
+			}
 		}
 		return nil
 	}
@@ -201,13 +233,14 @@ func detectScope(ctx context.Context, docker *dockerwatch.Client, project string
 		log.Warn("waiting for Docker", keyError, err)
 	})
 	if err != nil {
-		return scope, fmt.Errorf("connecting to Docker: %w", err)
+		return scope, nil, fmt.Errorf("connecting to Docker: %w", err)
 	}
 	if scope.Project == "" {
 		log.Warn("no compose project detected or configured: only containers labelled " + reconcile.LabelEnable + "=true are managed")
 	}
-	log.Info("managing containers", keyProject, scope.Project, keySelf, shortID(scope.SelfID), keyAPIVersion, docker.ServerAPIVersion())
-	return scope, nil
+	log.Info("managing containers", keyProject, scope.Project, keySelf, shortID(scope.SelfID), keyAPIVersion, docker.ServerAPIVersion(),
+		keyNetworks, networks)
+	return scope, networks, nil
 }
 
 func shortID(id string) string {

@@ -1,0 +1,204 @@
+package reconcile
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/crank-platform/crank-mtls-controller/dockerwatch"
+	"github.com/crank-platform/crank-mtls-controller/probe"
+)
+
+var testPolicy = Policy{
+	Environment: Production, Mode: Enforce, ProductionMinimum: probe.TLS, RestartBudget: 3,
+	BackoffBase: 10 * time.Second, BackoffMax: time.Minute, StartGrace: 10 * time.Second,
+}
+
+func TestDesiredFor(t *testing.T) {
+	t.Parallel()
+	dev := testPolicy
+	dev.Environment = Development
+	tests := map[string]struct {
+		policy Policy
+		c      dockerwatch.Container
+		// want is the desired level, floor and response; wantErr a substring.
+		want    Desired
+		wantErr string
+	}{
+		"should default to mtls with the production floor at mtls": {
+			policy: testPolicy, c: newContainer(),
+			want: Desired{Level: probe.MTLS, Floor: probe.MTLS, OnDrift: OnDriftRestart, Budget: 3},
+		},
+		"should put the development floor at plain": {
+			policy: dev, c: newContainer(),
+			want: Desired{Level: probe.MTLS, Floor: probe.Plain, OnDrift: OnDriftRestart, Budget: 3},
+		},
+		"should not let a label lower production below the global minimum": {
+			policy: testPolicy, c: newContainer(withLabel(LabelLevel, "plain")),
+			want: Desired{Level: probe.TLS, Floor: probe.TLS, OnDrift: OnDriftRestart, Budget: 3},
+		},
+		"should let a label lower the desired level in development": {
+			policy: dev, c: newContainer(withLabel(LabelLevel, "tls")),
+			want: Desired{Level: probe.TLS, Floor: probe.Plain, OnDrift: OnDriftRestart, Budget: 3},
+		},
+		"should read the reload signal, response and budget labels": {
+			policy: dev,
+			c: newContainer(withLabel(LabelReload, "signal:SIGHUP"), withLabel(LabelOnDrift, "relabel"),
+				withLabel(LabelRestartBudget, "0")),
+			want: Desired{Level: probe.MTLS, Floor: probe.Plain, OnDrift: OnDriftRelabel, ReloadSignal: "SIGHUP"},
+		},
+		"should reject down as a desired level":  {policy: dev, c: newContainer(withLabel(LabelLevel, "down")), wantErr: "crank.security.level"},
+		"should reject an unknown response":      {policy: dev, c: newContainer(withLabel(LabelOnDrift, "panic")), wantErr: "crank.security.on-drift"},
+		"should reject a reload without signal:": {policy: dev, c: newContainer(withLabel(LabelReload, "SIGHUP")), wantErr: "signal:<NAME>"},
+		"should reject a negative budget":        {policy: dev, c: newContainer(withLabel(LabelRestartBudget, "-1")), wantErr: "0-100"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			got, err := tc.policy.DesiredFor(tc.c)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("got %v, want an error containing %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tc.want {
+				t.Errorf("got (%+v, %v), want %+v", got, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestDecide(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	running := newContainer(withRunningSince(now.Add(-time.Hour)))
+	mtls := probe.Result{Level: probe.MTLS}
+	theater := probe.Result{Level: probe.TLS, Findings: []probe.Finding{{Reason: probe.ClientAuthNotEnforced}}}
+	notCurrent := probe.Result{Level: probe.MTLS, Findings: []probe.Finding{{Reason: probe.ServedCertNotCurrent}}}
+	mtlsWant := Desired{Level: probe.MTLS, Floor: probe.MTLS, OnDrift: OnDriftRestart, Budget: 3}
+	with := func(d Desired, f func(*Desired)) Desired { f(&d); return d }
+	observe := testPolicy
+	observe.Mode = Observe
+
+	tests := map[string]struct {
+		policy  Policy
+		desired Desired
+		obs     Observation
+		// wantAction is the chosen action; wantDegraded whether the ladder is
+		// exhausted; wantRetry whether a later look is scheduled; wantReason a
+		// substring of the explanation.
+		wantAction   Action
+		wantDegraded bool
+		wantRetry    bool
+		wantReason   string
+		// wantDrift, wantBelowFloor, wantDryRun, wantReset are the flags.
+		wantDrift, wantBelowFloor, wantDryRun, wantReset bool
+	}{
+		"should do nothing at the desired level": {
+			desired: mtlsWant, obs: Observation{Container: running, Probe: mtls}, wantReason: "at desired level",
+		},
+		"should end the episode when a drifted container is back at its level": {
+			desired: mtlsWant, obs: Observation{Container: running, Probe: mtls, Attempts: 2}, wantReset: true,
+		},
+		"should restart theater in production": {
+			desired: mtlsWant, obs: Observation{Container: running, Probe: theater},
+			wantAction: ActionRestart, wantDrift: true, wantBelowFloor: true, wantReason: "client-auth-not-enforced",
+		},
+		"should send the declared signal instead of restarting": {
+			desired:    with(mtlsWant, func(d *Desired) { d.ReloadSignal = "SIGHUP" }),
+			obs:        Observation{Container: running, Probe: mtls, StaleProcess: true},
+			wantAction: ActionSignal, wantReason: "bundle newer than the process",
+		},
+		"should restart a process serving a certificate that is not current": {
+			desired: mtlsWant, obs: Observation{Container: running, Probe: notCurrent},
+			wantAction: ActionRestart, wantReason: "served-cert-not-current",
+		},
+		"should wait out the backoff": {
+			desired:   mtlsWant,
+			obs:       Observation{Container: running, Probe: theater, Attempts: 1, NextActionAt: now.Add(time.Second)},
+			wantRetry: true, wantDrift: true, wantBelowFloor: true, wantReason: "backoff",
+		},
+		"should report degraded when the budget is spent": {
+			desired: mtlsWant, obs: Observation{Container: running, Probe: theater, Attempts: 3},
+			wantDegraded: true, wantDrift: true, wantBelowFloor: true, wantReason: "budget (3) spent",
+		},
+		"should relabel when the budget is spent and on-drift is relabel": {
+			desired:    with(mtlsWant, func(d *Desired) { d.OnDrift = OnDriftRelabel }),
+			obs:        Observation{Container: running, Probe: theater, Attempts: 3},
+			wantAction: ActionRelabel, wantDrift: true, wantBelowFloor: true,
+		},
+		"should not relabel twice for the same drift": {
+			desired: with(mtlsWant, func(d *Desired) { d.OnDrift = OnDriftRelabel; d.Budget = 0 }),
+			obs: Observation{Container: newContainer(withRunningSince(now.Add(-time.Hour)),
+				withLabel(LabelObserved, "tls"), withLabel(LabelDrift, "client-auth-not-enforced")), Probe: theater},
+			wantDegraded: true, wantDrift: true, wantBelowFloor: true, wantReason: "already relabelled",
+		},
+		"should only report with on-drift report": {
+			desired:      with(mtlsWant, func(d *Desired) { d.OnDrift = OnDriftReport }),
+			obs:          Observation{Container: running, Probe: theater},
+			wantDegraded: true, wantDrift: true, wantBelowFloor: true, wantReason: "report",
+		},
+		"should never touch a container the user stopped": {
+			desired: mtlsWant,
+			obs: Observation{Container: func() dockerwatch.Container {
+				c := newContainer()
+				c.State = dockerwatch.StateExited
+				return c
+			}(), Probe: probe.Result{Level: probe.Down}},
+			wantDrift: true, wantBelowFloor: true, wantReason: "never started by the controller",
+		},
+		"should not act on a restarting container": {
+			desired: mtlsWant,
+			obs: Observation{Container: func() dockerwatch.Container {
+				c := newContainer()
+				c.State = dockerwatch.StateRestarting
+				return c
+			}(), Probe: probe.Result{Level: probe.Down}},
+			wantDrift: true, wantBelowFloor: true, wantReason: "restarting",
+		},
+		"should wait for the start grace before acting": {
+			desired: mtlsWant, obs: Observation{Container: newContainer(withRunningSince(now.Add(-time.Second))), Probe: probe.Result{Level: probe.Down}},
+			wantRetry: true, wantDrift: true, wantBelowFloor: true, wantReason: "start grace",
+		},
+		"should accept plain in development as drift above the floor": {
+			desired:    Desired{Level: probe.MTLS, Floor: probe.Plain, OnDrift: OnDriftRestart, Budget: 3},
+			obs:        Observation{Container: running, Probe: probe.Result{Level: probe.Plain}},
+			wantAction: ActionRestart, wantDrift: true,
+		},
+		"should plan but not act in observe mode": {
+			policy: observe, desired: mtlsWant, obs: Observation{Container: running, Probe: theater},
+			wantAction: ActionRestart, wantDryRun: true, wantDrift: true, wantBelowFloor: true,
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			p := tc.policy
+			if p.Environment == "" {
+				p = testPolicy
+			}
+			o := tc.obs
+			o.Now = now
+			got := p.Decide(tc.desired, o)
+			if got.Action != tc.wantAction || (got.Degraded != "") != tc.wantDegraded || got.RetryAt.IsZero() == tc.wantRetry ||
+				got.Drift != tc.wantDrift || got.BelowFloor != tc.wantBelowFloor || got.DryRun != tc.wantDryRun || got.ResetBudget != tc.wantReset {
+				t.Errorf("got %+v, want action %q degraded %v retry %v drift %v belowFloor %v dryRun %v reset %v",
+					got, tc.wantAction, tc.wantDegraded, tc.wantRetry, tc.wantDrift, tc.wantBelowFloor, tc.wantDryRun, tc.wantReset)
+			}
+			if !strings.Contains(got.Reason, tc.wantReason) {
+				t.Errorf("got reason %q, want it to contain %q", got.Reason, tc.wantReason)
+			}
+		})
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	t.Parallel()
+	want := []time.Duration{10 * time.Second, 20 * time.Second, 40 * time.Second, time.Minute, time.Minute}
+	for i, w := range want {
+		if got := testPolicy.Backoff(i + 1); got != w {
+			t.Errorf("got Backoff(%d) = %s, want %s", i+1, got, w)
+		}
+	}
+}
