@@ -1,0 +1,106 @@
+package main
+
+import (
+	"fmt"
+	"strconv"
+)
+
+// Mode selects which real-world behaviour the service imitates.
+type Mode string
+
+const (
+	ModeAdaptive     Mode = "adaptive"
+	ModeTheater      Mode = "theater"
+	ModePlainOnly    Mode = "plain-only"
+	ModeCrashOnStart Mode = "crash-on-start"
+)
+
+// config is the service's whole configuration, read from the environment.
+type config struct {
+	// Service is SERVICE_NAME; required because it names the certs dir and the
+	// client identity in logs.
+	Service string
+	// CertsDir is CERTS_DIR, default /certs/<Service>.
+	CertsDir string
+	// HTTPSAddr and HTTPAddr are listen addresses built from
+	// SERVICE_HTTPS_PORT (default 8443) and SERVICE_PORT (default 8080);
+	// tests replace them with loopback :0 addresses.
+	HTTPSAddr, HTTPAddr string
+	// HTTPSPort and HTTPPort are the bare ports, which the healthcheck dials
+	// on localhost.
+	HTTPSPort, HTTPPort string
+	// Mode is MODE, default adaptive.
+	Mode Mode
+	// ReloadOnSIGHUP is RELOAD_SIGNAL=SIGHUP: the service declares that
+	// SIGHUP re-reads its cert files. Without it SIGHUP keeps Go's default
+	// action (exit), like a Python process that never installed a handler.
+	ReloadOnSIGHUP bool
+	// AlsoHTTP is ALSO_HTTP: keep the plain port open next to TLS.
+	AlsoHTTP bool
+	// AllowHTTPHealthcheck is ALLOW_HTTP_HEALTHCHECK: the healthcheck
+	// subcommand may fall back to plain HTTP (a visible downgrade).
+	AllowHTTPHealthcheck bool
+}
+
+// loadConfig reads the environment through getenv so tests need no real env.
+// Invalid values fail here, at start, with a message naming the variable.
+func loadConfig(getenv func(string) string) (config, error) {
+	cfg := config{
+		Service:   getenv("SERVICE_NAME"),
+		CertsDir:  getenv("CERTS_DIR"),
+		HTTPSPort: orDefault(getenv("SERVICE_HTTPS_PORT"), "8443"),
+		HTTPPort:  orDefault(getenv("SERVICE_PORT"), "8080"),
+		Mode:      Mode(orDefault(getenv("MODE"), string(ModeAdaptive))),
+	}
+	if cfg.Service == "" {
+		return config{}, fmt.Errorf("SERVICE_NAME is required")
+	}
+	if cfg.CertsDir == "" {
+		cfg.CertsDir = "/certs/" + cfg.Service
+	}
+	for name, port := range map[string]string{"SERVICE_HTTPS_PORT": cfg.HTTPSPort, "SERVICE_PORT": cfg.HTTPPort} {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return config{}, fmt.Errorf("%s=%q: want a port number 1-65535", name, port)
+		}
+	}
+	cfg.HTTPSAddr, cfg.HTTPAddr = ":"+cfg.HTTPSPort, ":"+cfg.HTTPPort
+	switch cfg.Mode {
+	case ModeAdaptive, ModeTheater, ModePlainOnly, ModeCrashOnStart:
+	default:
+		return config{}, fmt.Errorf("MODE=%q: want adaptive, theater, plain-only or crash-on-start", cfg.Mode)
+	}
+	switch sig := getenv("RELOAD_SIGNAL"); sig {
+	case "":
+	case "SIGHUP":
+		cfg.ReloadOnSIGHUP = true
+	default:
+		return config{}, fmt.Errorf("RELOAD_SIGNAL=%q: only SIGHUP is supported", sig)
+	}
+	var err error
+	if cfg.AlsoHTTP, err = boolEnv(getenv, "ALSO_HTTP"); err != nil {
+		return config{}, err
+	}
+	if cfg.AllowHTTPHealthcheck, err = boolEnv(getenv, "ALLOW_HTTP_HEALTHCHECK"); err != nil {
+		return config{}, err
+	}
+	return cfg, nil
+}
+
+func orDefault(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+func boolEnv(getenv func(string) string, name string) (bool, error) {
+	v := getenv(name)
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fmt.Errorf("%s=%q: want 1/0/true/false", name, v)
+	}
+	return b, nil
+}

@@ -1,0 +1,99 @@
+package main
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"time"
+)
+
+// healthResponse is GET /health. Level is what the service decided at boot,
+// i.e. its self-report; the controller must verify it by probing anyway.
+type healthResponse struct {
+	Service     string `json:"service"`
+	Mode        Mode   `json:"mode"`
+	Level       Level  `json:"level"`
+	CertsAtBoot bool   `json:"certs_at_boot"`
+	// Peer is the verified client cert's CN, "" without one.
+	Peer string `json:"peer"`
+}
+
+func (a *app) handleHealth(w http.ResponseWriter, r *http.Request) {
+	resp := healthResponse{Service: a.cfg.Service, Mode: a.cfg.Mode, Level: a.dec.Level, CertsAtBoot: a.boot.CertsAtBoot}
+	if r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
+		resp.Peer = r.TLS.PeerCertificates[0].Subject.CommonName
+	}
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// bootInfoResponse is GET /bootinfo. ServedCert is the leaf served NOW (it
+// changes after a SIGHUP reload), so tests can compare it with the files.
+type bootInfoResponse struct {
+	bootInfo
+	ServedCert string `json:"served_cert_sha256"`
+}
+
+func (a *app) handleBootInfo(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, bootInfoResponse{bootInfo: a.boot, ServedCert: a.servedFingerprint()})
+}
+
+// callResponse is GET /call: the outcome of the outgoing mTLS request.
+type callResponse struct {
+	URL    string `json:"url"`
+	Status int    `json:"status,omitempty"`
+	Body   string `json:"body,omitempty"`
+	Error  string `json:"error,omitempty"`
+}
+
+const (
+	callTimeout        = 5 * time.Second
+	callBodyCap        = 64 << 10
+	statusNoClientCert = http.StatusServiceUnavailable // our own client material is missing
+	statusCallFailed   = http.StatusBadGateway         // the peer could not be reached or verified
+)
+
+// handleCall makes the request a worker makes to the platform: mTLS with
+// client.crt/client.key, trusting only ca.crt, ServerName from the URL. The
+// files are read per call, so a rotated client cert is used at once.
+func (a *app) handleCall(w http.ResponseWriter, r *http.Request) {
+	raw := r.URL.Query().Get("url")
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "https" || u.Hostname() == "" {
+		writeJSON(w, http.StatusBadRequest, callResponse{URL: raw, Error: "url must be an absolute https URL"})
+		return
+	}
+	tlsCfg, err := clientTLSConfig(a.cfg.CertsDir, u.Hostname(), true)
+	if err != nil {
+		writeJSON(w, statusNoClientCert, callResponse{URL: raw, Error: err.Error()})
+		return
+	}
+	client := &http.Client{
+		Timeout:       callTimeout,
+		Transport:     &http.Transport{TLSClientConfig: tlsCfg, DisableKeepAlives: true},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, u.String(), nil)
+	if err != nil {
+		writeJSON(w, http.StatusBadRequest, callResponse{URL: raw, Error: err.Error()})
+		return
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		writeJSON(w, statusCallFailed, callResponse{URL: raw, Error: err.Error()})
+		return
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, callBodyCap))
+	if err != nil {
+		writeJSON(w, statusCallFailed, callResponse{URL: raw, Status: resp.StatusCode, Error: err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, callResponse{URL: raw, Status: resp.StatusCode, Body: string(body)})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v) // the client went away; nothing to do
+}
