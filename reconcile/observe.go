@@ -78,6 +78,7 @@ func (r *ContainerReconciler) noteLevel(c dockerwatch.Container, service string,
 		lv.ServedFingerprint, lv.ServedNotAfter = res.ServedFingerprint, res.ServedNotAfter
 	}
 	lv.LastPlan = plan.Reason
+	lv.Budget, lv.OnDrift = d.Budget, string(d.OnDrift)
 
 	severity := slog.LevelInfo
 	switch {

@@ -53,6 +53,8 @@ type LevelRecord struct {
 	ServedFingerprint string    // SHA-256 of the served leaf, hex
 	ServedNotAfter    time.Time // NotAfter of the served leaf
 	LastPlan          string    // the ladder's last decision, for humans
+	Budget            int       // restart budget of this container (label or global)
+	OnDrift           string    // restart, relabel or report
 }
 
 // BundleRecord identifies a written bundle without holding any key material.
