@@ -88,9 +88,11 @@ type Port struct {
 
 // DNSNames returns every DNS name the container answers to, deduplicated and
 // in a stable order: compose service, container name, network aliases,
-// hostname, and "localhost". Names that are not valid DNS names (for example
-// a hostname equal to a short container ID is fine, but one with a "/" is
-// not) are dropped.
+// hostname, and "localhost". Names that are not valid DNS names (e.g. compose
+// v1's "crank_web_1") are dropped. So is a hostname the engine assigned (the
+// short container ID): nobody addresses a container by it, and it changes on
+// every recreate, so keeping it would make every rebuild reissue the bundle
+// after the new process had already loaded the old one.
 func (c Container) DNSNames() []string {
 	var names []string
 	seen := map[string]bool{}
@@ -109,9 +111,17 @@ func (c Container) DNSNames() []string {
 			add(a)
 		}
 	}
-	add(c.Hostname)
+	if !c.autoHostname() {
+		add(c.Hostname)
+	}
 	add("localhost")
 	return names
+}
+
+// autoHostname reports whether the hostname is the one Docker assigns when
+// none is configured: the first 12 characters of the container ID.
+func (c Container) autoHostname() bool {
+	return len(c.ID) >= 12 && c.Hostname == c.ID[:12]
 }
 
 // IPs returns the container's own addresses on every network, in network-name

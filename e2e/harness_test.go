@@ -824,7 +824,7 @@ func mergeEnv(defaults, env []string) []string {
 // ControllerOptions configures StartController.
 type ControllerOptions struct {
 	Network     string            // required: the test network it joins (metrics on its IP:9090)
-	CertsVolume string            // mounted at /certs; "" creates one
+	CertsVolume string            // mounted at /certs; "" creates one; an absolute host path is bind-mounted
 	StateVolume string            // mounted at /state; "" creates one
 	Env         []string          // passed through as is
 	Labels      map[string]string // extra labels
@@ -877,8 +877,18 @@ func (h *Harness) StartController(t testing.TB, o ControllerOptions) *Controller
 	s.labels[LabelComposeProject] = s.project
 	s.mounts = []mount.Mount{
 		{Type: mount.TypeBind, Source: o.DockerSocket, Target: "/var/run/docker.sock"},
-		{Type: mount.TypeVolume, Source: o.CertsVolume, Target: "/certs"},
+		{Type: volumeOrBind(o.CertsVolume), Source: o.CertsVolume, Target: "/certs"},
 		{Type: mount.TypeVolume, Source: o.StateVolume, Target: "/state"},
 	}
 	return &Controller{Container: h.create(t, s), CertsVolume: o.CertsVolume, StateVolume: o.StateVolume}
+}
+
+// volumeOrBind lets a test give the controller a host directory as its certs
+// root, so it can watch bundles appear with stat rather than helper
+// containers.
+func volumeOrBind(source string) mount.Type {
+	if filepath.IsAbs(source) {
+		return mount.TypeBind
+	}
+	return mount.TypeVolume
 }

@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -115,11 +116,15 @@ func TestServiceName(t *testing.T) {
 func TestIdentityFor(t *testing.T) {
 	t.Parallel()
 	c := newContainer(withAliases("crank_default", "email-parser", "parser"))
-	c.Hostname = "0123456789ab"
+	c.Hostname = "parser-host"
 	id := IdentityFor(c, "email-parser", "crank.local", []string{"crank-email-parser-2", "parser"})
-	want := []string{"email-parser", "crank-email-parser-1", "parser", "0123456789ab", "localhost", "crank-email-parser-2"}
+	want := []string{"email-parser", "crank-email-parser-1", "parser", "parser-host", "localhost", "crank-email-parser-2"}
 	if strings.Join(id.DNSNames, ",") != strings.Join(want, ",") {
 		t.Errorf("got SANs %v, want %v", id.DNSNames, want)
+	}
+	c.Hostname = c.ID[:12] // assigned by the engine: changes on every recreate
+	if got := IdentityFor(c, "email-parser", "crank.local", nil); slices.Contains(got.DNSNames, c.Hostname) {
+		t.Errorf("got SANs %v, want no engine-assigned hostname %s: it would force a reissue on every rebuild", got.DNSNames, c.Hostname)
 	}
 	if id.Service != "email-parser" || id.TrustDomain != "crank.local" {
 		t.Errorf("got %+v, want service email-parser in crank.local", id)

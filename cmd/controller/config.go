@@ -38,6 +38,7 @@ type Config struct {
 	RenewFraction float64
 	Shutdown      time.Duration
 
+	Watchdog          time.Duration
 	Mode              reconcile.Mode
 	ProbeInterval     time.Duration
 	RestartBudget     int
@@ -71,6 +72,7 @@ var flagDefs = []flagDef{
 	{"ca-lifetime", "CRANK_CA_LIFETIME", "87600h", "lifetime of a CA the controller creates (10 years)"},
 	{"renew-fraction", "CRANK_RENEW_FRACTION", "0.6667", "renew a leaf after this fraction of its lifetime (0 < f < 1)"},
 	{"shutdown-timeout", "CRANK_SHUTDOWN_TIMEOUT", "10s", "how long a graceful shutdown may take before the process exits anyway"},
+	{"watchdog-interval", "CRANK_WATCHDOG_INTERVAL", "30s", "how often the event stream watchdog pings Docker and checks for events the stream missed"},
 	{"mode", "CRANK_MODE", "enforce", "enforce (restart, signal, relabel) or observe (log the plan, change no container): the rollback switch"},
 	{"probe-interval", "CRANK_PROBE_INTERVAL", "30s", "how often each managed container is probed (also on every event)"},
 	{"restart-budget", "CRANK_RESTART_BUDGET", "3", "restarts (or reload signals) per container per drift episode before it is reported degraded"},
@@ -124,6 +126,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 		RenewFraction: p.fraction("renew-fraction"),
 		Shutdown:      p.duration("shutdown-timeout", time.Second),
 	}
+	cfg.Watchdog = p.duration("watchdog-interval", 100*time.Millisecond)
 	cfg.Mode = reconcile.Mode(p.oneOf("mode", string(reconcile.Enforce), string(reconcile.Observe)))
 	cfg.ProbeInterval = p.duration("probe-interval", time.Second)
 	cfg.RestartBudget = p.intRange("restart-budget", 0, 100)

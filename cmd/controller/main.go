@@ -21,14 +21,16 @@ func dispatch(args []string) int {
 		return runController(args)
 	case "healthcheck":
 		return runHealthcheck(args)
+	case "status": // issue 5: operator CLI, statuscmd.go
+		return runStatus(args, os.Stdout, os.Stderr, lookupEnv)
 	case "version":
 		fmt.Println(version())
 		return 0
 	case "help":
-		fmt.Println("usage: controller [run] [flags] | healthcheck [listen-addr] | version\n\nrun 'controller run -h' for flags")
+		fmt.Println("usage: controller [run] [flags] | healthcheck [listen-addr] | status [flags] | version\n\nrun 'controller run -h' or 'controller status -h' for flags")
 		return 0
 	default:
-		fmt.Fprintf(os.Stderr, "controller: unknown command %q (want run, healthcheck or version)\n", cmd)
+		fmt.Fprintf(os.Stderr, "controller: unknown command %q (want run, healthcheck, status or version)\n", cmd)
 		return 2
 	}
 }

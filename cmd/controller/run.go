@@ -151,7 +151,9 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		SharedNetworks: networks,
 	}
 	ctrl := reconcile.NewController(rec, queue, reconcile.ControllerOptions{Workers: cfg.Workers, Logger: log, Metrics: m})
-	watcher := dockerwatch.NewWatcher(docker.SDK(), queue, dockerwatch.WatcherOptions{Resync: cfg.Resync, Logger: log, Metrics: m})
+	watcher := dockerwatch.NewWatcher(docker.SDK(), queue, dockerwatch.WatcherOptions{
+		Resync: cfg.Resync, WatchdogInterval: cfg.Watchdog, Logger: log, Metrics: m,
+	})
 
 	srv := &http.Server{Addr: cfg.Listen, Handler: newMux(reg, watcher), ReadHeaderTimeout: 5 * time.Second}
 	ln, err := net.Listen("tcp", cfg.Listen)

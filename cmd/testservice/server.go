@@ -15,7 +15,7 @@ import (
 const (
 	keyService     = "service"
 	keyMode        = "mode"
-	keyLevel       = "level"
+	keyLevel       = "security_level"
 	keyReason      = "reason"
 	keyCertsDir    = "certs_dir"
 	keyFiles       = "files"

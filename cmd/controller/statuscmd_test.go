@@ -1,0 +1,233 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/crank-platform/crank-mtls-controller/certs"
+	"github.com/crank-platform/crank-mtls-controller/reconcile"
+	"github.com/crank-platform/crank-mtls-controller/state"
+	"github.com/crank-platform/crank-mtls-controller/status"
+)
+
+var statusNow = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+// statusRecord is a container at mtls with the given floor; opts change it.
+func statusRecord(service, container string, opts ...func(*state.Record)) state.Record {
+	r := state.Record{
+		ContainerID: "id-" + container, ContainerName: container, Service: service, ObservedLevel: "mtls",
+		Bundle: state.BundleRecord{NotAfter: statusNow.Add(60 * 24 * time.Hour)},
+		Level:  state.LevelRecord{Desired: "mtls", Floor: "plain", Budget: 3, OnDrift: "restart"},
+	}
+	for _, o := range opts {
+		o(&r)
+	}
+	return r
+}
+
+func belowFloor(r *state.Record) {
+	r.ObservedLevel = "tls"
+	r.Level.Floor, r.Level.Drift, r.Level.BelowFloor = "mtls", true, true
+	r.Level.ProbeFindings = []string{"client-auth-not-enforced"}
+	r.Remediation = state.RemediationState{Attempts: 3, Degraded: "restart budget (3) spent", LastAction: "restart"}
+}
+
+func statusServer(t *testing.T, recs ...state.Record) http.Handler {
+	t.Helper()
+	return status.NewHandler(status.Funcs{
+		RecordsFunc: func() ([]state.Record, error) { return recs, nil },
+		SummaryFunc: func() status.Summary {
+			return status.Summary{Mode: reconcile.Enforce, Environment: reconcile.Production, CANotAfter: statusNow.Add(3650 * 24 * time.Hour)}
+		},
+	}, status.WithClock(func() time.Time { return statusNow }))
+}
+
+// runStatusCmd runs `controller status args` with env and returns the exit
+// code, stdout and stderr.
+func runStatusCmd(args []string, env map[string]string) (int, string, string) {
+	var stdout, stderr bytes.Buffer
+	code := runStatus(args, &stdout, &stderr, func(k string) string { return env[k] })
+	return code, stdout.String(), stderr.String()
+}
+
+func TestStatusCommand(t *testing.T) {
+	t.Parallel()
+	healthy := []state.Record{statusRecord("platform", "crank-platform-1"), statusRecord("email-parser", "crank-email-parser-1"),
+		statusRecord("email-parser", "crank-email-parser-2")}
+	broken := append([]state.Record{statusRecord("image-classifier", "crank-image-classifier-1", belowFloor)}, healthy...)
+
+	tests := map[string]struct {
+		recs []state.Record
+		// args are the command's arguments; "URL" is replaced by the test
+		// server's URL. env is its environment ("URL" replaced too).
+		args []string
+		env  map[string]string
+		// wantCode is the exit status; wantOut and wantErr are substrings
+		// of stdout and stderr; notOut must not be in stdout.
+		wantCode         int
+		wantOut, wantErr []string
+		notOut           []string
+	}{
+		"should print a table and exit 0 when every container is at or above its floor": {
+			recs: healthy, args: []string{"--url", "URL"}, wantCode: 0,
+			wantOut: []string{"mode enforce, environment production, CA expires 2036-02-27 (3650 days)",
+				"SERVICE", "EXPIRES(days)", "LAST-ACTION", "crank-platform-1", "crank-email-parser-2", "60"},
+		},
+		"should exit 1 and name the container below its floor": {
+			recs: broken, args: []string{"--url", "URL"}, wantCode: 1,
+			wantOut: []string{"tls BELOW-FLOOR", "client-auth-not-enforced", "restart (degraded)", "1 below floor"},
+			wantErr: []string{"below floor: image-classifier/crank-image-classifier-1 observed tls, floor mtls"},
+		},
+		"should print the JSON with -o json and still exit by the floor": {
+			recs: broken, args: []string{"--url", "URL", "-o", "json"}, wantCode: 1,
+			wantOut: []string{`"api_version": "v1"`, `"below_floor": true`}, notOut: []string{"SERVICE"},
+		},
+		"should show every container of one service with --service": {
+			recs: broken, args: []string{"--url", "URL", "--service", "email-parser"}, wantCode: 0,
+			wantOut: []string{"crank-email-parser-1", "crank-email-parser-2"}, notOut: []string{"image-classifier", "mode enforce"},
+		},
+		"should exit 2 for a service with no container": {
+			recs: healthy, args: []string{"--url", "URL", "--service", "nope"}, wantCode: 2,
+			wantErr: []string{`404 Not Found: no managed container of service "nope"`},
+		},
+		"should take the URL from CRANK_STATUS_URL": {
+			recs: healthy, env: map[string]string{"CRANK_STATUS_URL": "URL"}, wantCode: 0, wantOut: []string{"crank-platform-1"},
+		},
+		"should exit 2 on an unknown output format": {
+			recs: healthy, args: []string{"--url", "URL", "-o", "yaml"}, wantCode: 2, wantErr: []string{`invalid -o "yaml"`},
+		},
+		"should exit 2 on a stray argument": {
+			recs: healthy, args: []string{"--url", "URL", "platform"}, wantCode: 2, wantErr: []string{`unexpected argument "platform"`},
+		},
+		"should exit 2 when --tls-dir is given with an http URL": {
+			recs: healthy, args: []string{"--url", "URL", "--tls-dir", "/nonexistent"}, wantCode: 2, wantErr: []string{"needs an https URL"},
+		},
+		"should exit 2 on a URL that is not http(s)": {
+			recs: healthy, args: []string{"--url", "ftp://x"}, wantCode: 2, wantErr: []string{"invalid --url"},
+		},
+		"should exit 2 with a clear message when nothing listens": {
+			recs: healthy, args: []string{"--url", "http://127.0.0.1:1"}, wantCode: 2,
+			wantErr: []string{"cannot reach the controller at http://127.0.0.1:1"},
+		},
+		"should exit 0 on -h": {
+			recs: healthy, args: []string{"-h"}, wantCode: 0, wantErr: []string{"usage: controller status", "Exit status"},
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			srv := httptest.NewServer(statusServer(t, tc.recs...))
+			defer srv.Close()
+			args := replaceAll(tc.args, srv.URL)
+			env := map[string]string{}
+			for k, v := range tc.env {
+				env[k] = strings.ReplaceAll(v, "URL", srv.URL)
+			}
+			code, stdout, stderr := runStatusCmd(args, env)
+			if code != tc.wantCode {
+				t.Errorf("exit: got %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tc.wantCode, stdout, stderr)
+			}
+			for _, s := range tc.wantOut {
+				if !strings.Contains(stdout, s) {
+					t.Errorf("stdout lacks %q:\n%s", s, stdout)
+				}
+			}
+			for _, s := range tc.notOut {
+				if strings.Contains(stdout, s) {
+					t.Errorf("stdout has %q:\n%s", s, stdout)
+				}
+			}
+			for _, s := range tc.wantErr {
+				if !strings.Contains(stderr, s) {
+					t.Errorf("stderr lacks %q:\n%s", s, stderr)
+				}
+			}
+		})
+	}
+}
+
+func TestStatusCommandRejectsOtherAPIVersions(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_ = json.NewEncoder(w).Encode(map[string]any{"api_version": "v2", "containers": []any{}})
+	}))
+	defer srv.Close()
+	code, _, stderr := runStatusCmd([]string{"--url", srv.URL}, nil)
+	if code != 2 || !strings.Contains(stderr, `api_version "v2"`) {
+		t.Errorf("got exit %d, stderr %q; want 2 naming the version", code, stderr)
+	}
+}
+
+func TestStatusCommandMTLS(t *testing.T) {
+	t.Parallel()
+	ours := mtlsAuthority(t)
+	operatorDir := t.TempDir() + "/operator"
+	if err := status.WriteOperatorBundle(operatorDir, ours, certs.IssueOptions{}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	handler := statusServer(t, statusRecord("platform", "crank-platform-1"))
+
+	tests := map[string]struct {
+		server *certs.Authority // issues the listener's certificate
+		tlsDir string
+		// wantCode is the exit status; wantErr a substring of stderr.
+		wantCode int
+		wantErr  string
+	}{
+		"should connect with the operator bundle to a listener of our CA": {server: ours, tlsDir: operatorDir, wantCode: 0},
+		"should refuse a listener whose certificate is from another CA": {
+			server: mtlsAuthority(t), tlsDir: operatorDir, wantCode: 2, wantErr: "its certificate is not from the CA in --tls-dir",
+		},
+		"should explain that an mTLS listener needs --tls-dir": {
+			server: ours, wantCode: 2, wantErr: "pass --tls-dir",
+		},
+		"should exit 2 when --tls-dir holds no bundle": {
+			server: ours, tlsDir: t.TempDir(), wantCode: 2, wantErr: "loading the client certificate from --tls-dir",
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			cfg, err := status.ListenerTLS(tc.server, []string{"localhost", "127.0.0.1"}, certs.IssueOptions{}, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := httptest.NewUnstartedServer(handler)
+			srv.TLS = cfg
+			srv.StartTLS()
+			defer srv.Close()
+			code, stdout, stderr := runStatusCmd([]string{"--url", srv.URL}, map[string]string{"CRANK_STATUS_TLS_DIR": tc.tlsDir})
+			if code != tc.wantCode {
+				t.Errorf("exit: got %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tc.wantCode, stdout, stderr)
+			}
+			if !strings.Contains(stderr, tc.wantErr) {
+				t.Errorf("stderr: got %q, want it to contain %q", stderr, tc.wantErr)
+			}
+			if tc.wantCode == 0 && !strings.Contains(stdout, "crank-platform-1") {
+				t.Errorf("stdout lacks the container:\n%s", stdout)
+			}
+		})
+	}
+}
+
+func mtlsAuthority(t *testing.T) *certs.Authority {
+	t.Helper()
+	a, _, err := certs.OpenAuthority(t.TempDir(), certs.AuthorityOptions{}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+func replaceAll(args []string, url string) []string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		out[i] = strings.ReplaceAll(a, "URL", url)
+	}
+	return out
+}
