@@ -10,8 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/errdefs"
 )
 
 var versionPrefix = regexp.MustCompile(`^/v[0-9.]+`)
@@ -59,8 +59,8 @@ func TestInspectNotFoundIsBothOurSentinelAndTheEnginesError(t *testing.T) {
 	if !errors.Is(err, ErrNotFound) {
 		t.Errorf("got errors.Is(%v, ErrNotFound) = false, want true", err)
 	}
-	if !errdefs.IsNotFound(err) {
-		t.Errorf("got errdefs.IsNotFound(%v) = false, want true", err)
+	if !cerrdefs.IsNotFound(err) {
+		t.Errorf("got cerrdefs.IsNotFound(%v) = false, want true", err)
 	}
 }
 

@@ -185,7 +185,6 @@ func withHTTPS(port int) targetOpt      { return func(t *Target) { t.HTTPSPort =
 func withHTTP(port int) targetOpt       { return func(t *Target) { t.HTTPPort = port } }
 func withAddrs(a ...string) targetOpt   { return func(t *Target) { t.Addrs = a } }
 func withExpected(fp string) targetOpt  { return func(t *Target) { t.ExpectedFingerprint = fp } }
-func withHealthPath(p string) targetOpt { return func(t *Target) { t.HealthPath = p } }
 
 // newTarget is testService on 127.0.0.1 with no ports.
 func newTarget(opts ...targetOpt) Target {
