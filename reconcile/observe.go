@@ -42,6 +42,7 @@ func (r *ContainerReconciler) observe(ctx context.Context, c dockerwatch.Contain
 	}
 	if r.Metrics != nil {
 		r.Metrics.Observed(service, c.Name, result.Level, desired.Level, result.Level.Rank() < desired.Level.Rank(), result.Duration)
+		r.Metrics.Expiry(service, "served", result.ServedNotAfter)
 	}
 
 	plan := r.Levels.Decide(desired, Observation{

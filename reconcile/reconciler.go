@@ -51,6 +51,9 @@ type Metrics interface {
 	Remediated(action, result string)
 	// Forget drops a container's label series when it is gone.
 	Forget(service, container string)
+	// Expiry reports a certificate's NotAfter by service and kind (server,
+	// client, served).
+	Expiry(service, kind string, notAfter time.Time)
 }
 
 // Prober measures what a container serves.
@@ -241,6 +244,10 @@ func (r *ContainerReconciler) record(ctx context.Context, c dockerwatch.Containe
 	rec.Bundle.ServerSerial = certs.SerialString(parsed.ServerCert.SerialNumber)
 	rec.Bundle.ClientSerial = certs.SerialString(parsed.ClientCert.SerialNumber)
 	rec.Bundle.NotAfter = earliest(parsed.ServerCert.NotAfter, parsed.ClientCert.NotAfter)
+	if r.Metrics != nil {
+		r.Metrics.Expiry(service, "server", parsed.ServerCert.NotAfter)
+		r.Metrics.Expiry(service, "client", parsed.ClientCert.NotAfter)
+	}
 	if issued != nil {
 		rec.Bundle.IssuedReason = string(reason)
 		rec.Bundle.IssuedAt = now

@@ -84,6 +84,7 @@ type countingMetrics struct {
 func (m *countingMetrics) Observed(string, string, probe.Level, probe.Level, bool, time.Duration) {}
 func (m *countingMetrics) Remediated(string, string)                                              {}
 func (m *countingMetrics) Forget(string, string)                                                  {}
+func (m *countingMetrics) Expiry(string, string, time.Time)                                       {}
 
 func (m *countingMetrics) BundleIssued(reason string) {
 	m.mu.Lock()

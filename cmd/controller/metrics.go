@@ -45,6 +45,11 @@ type metrics struct {
 	// (restart, signal, relabel) by result (ok, error, dry-run,
 	// rate-limited).
 	remediations *prometheus.CounterVec
+	// crank_security_certificate_expiry_timestamp_seconds{service,kind}:
+	// NotAfter of the server and client leaves on disk, of the leaf a
+	// service actually serves (kind="served"), and of the CA (service="",
+	// kind="ca"), as Unix time. Alert on (x - time()) / 86400 < N.
+	expiry *prometheus.GaugeVec
 }
 
 // Known label values, pre-created so dashboards show zeros, not gaps.
@@ -101,6 +106,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help:    "Wall time of one probe of one container (HTTPS with and without client cert, then HTTP).",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12),
 		}),
+		expiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "crank_security_certificate_expiry_timestamp_seconds",
+			Help: "NotAfter as Unix time, by service and kind: server, client, served (the leaf the service serves now) and ca (service empty).",
+		}, []string{"service", "kind"}),
 		remediations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "crank_security_remediations_total",
 			Help: "Container actions by action (restart, signal, relabel) and result (ok, error, dry-run, rate-limited).",
@@ -121,7 +130,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.bundlesIssued.WithLabelValues(string(r))
 	}
 	reg.MustRegister(m.reconcileDuration, m.reconcileTotal, m.panics, m.events, m.reconnects, m.bundlesIssued,
-		m.level, m.desiredLevel, m.drift, m.probeDuration, m.remediations,
+		m.level, m.desiredLevel, m.drift, m.probeDuration, m.remediations, m.expiry,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -175,4 +184,12 @@ func (m *metrics) Forget(service, container string) {
 	for _, g := range []*prometheus.GaugeVec{m.level, m.desiredLevel, m.drift} {
 		g.DeleteLabelValues(service, container)
 	}
+}
+
+// Expiry implements reconcile.Metrics: the NotAfter of a service's leaves.
+func (m *metrics) Expiry(service, kind string, notAfter time.Time) {
+	if notAfter.IsZero() {
+		return
+	}
+	m.expiry.WithLabelValues(service, kind).Set(float64(notAfter.Unix()))
 }

@@ -122,6 +122,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 
 	reg := prometheus.NewRegistry()
 	m := newMetrics(reg)
+	m.Expiry("", "ca", authority.Active().Cert.NotAfter)
 	queue := reconcile.NewQueue(reconcile.QueueOptions{})
 	rec := &reconcile.ContainerReconciler{
 		Containers:    docker,
