@@ -1,0 +1,197 @@
+package status
+
+import (
+	"cmp"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/crank-platform/crank-mtls-controller/probe"
+	"github.com/crank-platform/crank-mtls-controller/state"
+)
+
+// This file turns records into the JSON model. Pure: the handler gathers,
+// Build decides what to show. See build_test.go.
+
+// DefaultRecent is how many transitions and history events each container
+// shows by default. The store keeps more (state.MaxHistory); the status is
+// for "what happened lately", not an audit log.
+const DefaultRecent = 5
+
+// countedLevels are always present in Overview.Counts, so a dashboard or a
+// script never has to tell "none" from "missing".
+var countedLevels = []probe.Level{probe.MTLS, probe.TLS, probe.Plain, probe.Down}
+
+// Build makes the report for recs as of now, keeping the last recent
+// transitions and events of each container (recent <= 0 means
+// DefaultRecent).
+func Build(recs []state.Record, sum Summary, now time.Time, recent int) Report {
+	if recent <= 0 {
+		recent = DefaultRecent
+	}
+	ov := Overview{
+		GeneratedAt: now.UTC(),
+		Mode:        string(sum.Mode),
+		Environment: string(sum.Environment),
+		Project:     sum.Project,
+		Version:     sum.Version,
+		CANotAfter:  utc(sum.CANotAfter),
+		CASubject:   sum.CASubject,
+		CADaysLeft:  daysLeft(sum.CANotAfter, now),
+		Counts:      make(map[string]int, len(countedLevels)+1),
+	}
+	for _, l := range countedLevels {
+		ov.Counts[string(l)] = 0
+	}
+	cs := make([]ContainerStatus, 0, len(recs))
+	for _, r := range recs {
+		c := containerStatus(r, now, recent)
+		ov.Counts[c.Observed]++
+		ov.Containers++
+		if c.Drift {
+			ov.Drift++
+		}
+		if c.BelowFloor {
+			ov.BelowFloor++
+		}
+		if c.Remediation.Degraded != "" {
+			ov.Degraded++
+		}
+		cs = append(cs, c)
+	}
+	slices.SortFunc(cs, func(a, b ContainerStatus) int {
+		return cmp.Or(cmp.Compare(a.Service, b.Service), cmp.Compare(a.Container, b.Container),
+			cmp.Compare(a.ContainerID, b.ContainerID))
+	})
+	return Report{APIVersion: APIVersion, Summary: ov, Containers: cs}
+}
+
+// ForService is the part of rep about one service; found is false when no
+// container of rep belongs to it.
+func ForService(rep Report, service string) (sr ServiceReport, found bool) {
+	sr = ServiceReport{APIVersion: APIVersion, GeneratedAt: rep.Summary.GeneratedAt, Service: service,
+		Containers: []ContainerStatus{}}
+	for _, c := range rep.Containers {
+		if c.Service == service {
+			sr.Containers = append(sr.Containers, c)
+		}
+	}
+	return sr, len(sr.Containers) > 0
+}
+
+func containerStatus(r state.Record, now time.Time, recent int) ContainerStatus {
+	lv, rm := r.Level, r.Remediation
+	observed := r.ObservedLevel
+	if observed == "" {
+		observed = LevelUnknown
+	}
+	c := ContainerStatus{
+		Service:       r.Service,
+		Container:     r.ContainerName,
+		ContainerID:   r.ContainerID,
+		Project:       r.Project,
+		Desired:       lv.Desired,
+		Floor:         lv.Floor,
+		Observed:      observed,
+		ObservedSince: utc(r.LevelSince),
+		Drift:         lv.Drift,
+		BelowFloor:    lv.BelowFloor,
+		Findings:      findings(r),
+		Bundle: BundleStatus{
+			ServerSerial: r.Bundle.ServerSerial,
+			ClientSerial: r.Bundle.ClientSerial,
+			NotAfter:     utc(r.Bundle.NotAfter),
+			DaysLeft:     daysLeft(r.Bundle.NotAfter, now),
+			Generation:   r.Bundle.Generation,
+			WrittenAt:    utc(r.Bundle.WrittenAt),
+			IssuedReason: r.Bundle.IssuedReason,
+			IssuedAt:     utc(r.Bundle.IssuedAt),
+		},
+		Served: ServedStatus{Fingerprint: lv.ServedFingerprint, NotAfter: utc(lv.ServedNotAfter)},
+		Probe: ProbeStatus{
+			LastAt:     utc(lv.LastProbeAt),
+			DurationMS: float64(lv.ProbeDuration.Microseconds()) / 1000,
+			Plan:       redact(lv.LastPlan),
+		},
+		Remediation: RemediationStatus{
+			Attempts:     rm.Attempts,
+			Budget:       lv.Budget,
+			BudgetLeft:   max(lv.Budget-rm.Attempts, 0),
+			NextActionAt: utc(rm.NextActionAt),
+			Degraded:     redact(rm.Degraded),
+			LastAction:   rm.LastAction,
+			LastActionAt: utc(rm.LastActionAt),
+			OnDrift:      lv.OnDrift,
+		},
+		NeedsRestart:       r.NeedsRestart,
+		NeedsRestartReason: redact(r.NeedsRestartReason),
+		Transitions:        []TransitionEntry{},
+		History:            []EventEntry{},
+		UpdatedAt:          utc(r.UpdatedAt),
+	}
+	for _, t := range lastN(r.Transitions, recent) {
+		c.Transitions = append(c.Transitions, TransitionEntry{At: utc(t.At), From: t.From, To: t.To, Cause: redact(t.Cause)})
+	}
+	for _, e := range lastN(r.History, recent) {
+		c.History = append(c.History, EventEntry{At: utc(e.At), Action: e.Action, Result: e.Result, Reason: redact(e.Reason)})
+	}
+	return c
+}
+
+// findings lists the probe's findings with their messages, then the bundle
+// validation reasons. ProbeMessages is parallel to ProbeFindings; a record
+// written by an older controller may lack messages, so a short slice is
+// tolerated.
+func findings(r state.Record) []Finding {
+	out := []Finding{}
+	for i, reason := range r.Level.ProbeFindings {
+		f := Finding{Source: SourceProbe, Reason: redact(reason)}
+		if i < len(r.Level.ProbeMessages) {
+			f.Message = redact(r.Level.ProbeMessages[i])
+		}
+		out = append(out, f)
+	}
+	for _, reason := range r.Findings {
+		out = append(out, Finding{Source: SourceBundle, Reason: redact(reason)})
+	}
+	return out
+}
+
+// redact drops a free-text field that holds PEM material. No writer of
+// records puts any there, but messages quote what probed services and
+// certificates said, and a key must never leave the controller through a
+// status page because some message one day quoted too much.
+func redact(s string) string {
+	if strings.Contains(s, "-----BEGIN") || strings.Contains(s, "PRIVATE KEY") {
+		return "[redacted: held PEM material]"
+	}
+	return s
+}
+
+// daysLeft is the whole days from now until t, rounded down (so "0" means
+// less than a day left and -1 "expired less than a day ago"), or nil for a
+// zero t.
+func daysLeft(t, now time.Time) *int {
+	if t.IsZero() {
+		return nil
+	}
+	d := int(math.Floor(t.Sub(now).Hours() / 24))
+	return &d
+}
+
+// utc normalises a time for JSON; the zero time stays zero so omitzero
+// drops it.
+func utc(t time.Time) time.Time {
+	if t.IsZero() {
+		return t
+	}
+	return t.UTC()
+}
+
+func lastN[T any](s []T, n int) []T {
+	if len(s) <= n {
+		return s
+	}
+	return s[len(s)-n:]
+}

@@ -1,0 +1,266 @@
+package status
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/crank-platform/crank-mtls-controller/certs"
+	"github.com/crank-platform/crank-mtls-controller/state"
+)
+
+func newTestHandler(src Source) http.Handler {
+	return NewHandler(src, WithClock(func() time.Time { return t0 }))
+}
+
+// get serves one request and returns the response and its body.
+func get(t *testing.T, h http.Handler, method, path string) (*http.Response, string) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(method, path, nil))
+	resp := rec.Result()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("reading body: %v", err)
+	}
+	return resp, string(body)
+}
+
+func TestHandlerRoutes(t *testing.T) {
+	t.Parallel()
+	tests := map[string]struct {
+		src    *fakeSource
+		method string
+		path   string
+		// wantCode and wantType are the status and Content-Type media type;
+		// check, if set, inspects the body.
+		wantCode int
+		wantType string
+		check    func(t *testing.T, body string)
+	}{
+		"should serve the whole stack as JSON": {
+			src: &fakeSource{recs: demoStack(), sum: devSummary()}, method: "GET", path: "/api/v1/status",
+			wantCode: 200, wantType: "application/json",
+			check: func(t *testing.T, body string) {
+				var rep Report
+				mustDecode(t, body, &rep)
+				if rep.APIVersion != "v1" || len(rep.Containers) != 7 || rep.Summary.Mode != "enforce" ||
+					rep.Summary.Environment != "development" || rep.Summary.Counts["plain"] != 1 {
+					t.Errorf("got %+v, want v1 with 7 containers, enforce, development, one plain", rep.Summary)
+				}
+				for _, field := range []string{`"ca_not_after"`, `"generated_at"`, `"below_floor"`, `"days_left"`, `"budget_left"`} {
+					if !strings.Contains(body, field) {
+						t.Errorf("body lacks %s", field)
+					}
+				}
+			},
+		},
+		"should serve every container of one service": {
+			src: &fakeSource{recs: demoStack(), sum: devSummary()}, method: "GET", path: "/api/v1/status/email-parser",
+			wantCode: 200, wantType: "application/json",
+			check: func(t *testing.T, body string) {
+				var sr ServiceReport
+				mustDecode(t, body, &sr)
+				if sr.APIVersion != "v1" || sr.Service != "email-parser" || len(sr.Containers) != 2 {
+					t.Errorf("got %s with %d containers, want email-parser with 2", sr.Service, len(sr.Containers))
+				}
+			},
+		},
+		"should answer an unknown service with a JSON 404": {
+			src: &fakeSource{recs: demoStack(), sum: devSummary()}, method: "GET", path: "/api/v1/status/nope",
+			wantCode: 404, wantType: "application/json", check: wantError(`service "nope"`),
+		},
+		"should answer an unknown API path with a JSON 404": {
+			src: &fakeSource{sum: devSummary()}, method: "GET", path: "/api/v2/status",
+			wantCode: 404, wantType: "application/json", check: wantError("no such endpoint"),
+		},
+		"should refuse a write with a JSON 405": {
+			src: &fakeSource{sum: devSummary()}, method: "POST", path: "/api/v1/status",
+			wantCode: 405, wantType: "application/json", check: wantError("read-only"),
+		},
+		"should report a failing source as a JSON 500": {
+			src: &fakeSource{err: errors.New("database locked"), sum: devSummary()}, method: "GET", path: "/api/v1/status",
+			wantCode: 500, wantType: "application/json", check: wantError("database locked"),
+		},
+		"should still send the dashboard, with the error, when the source fails": {
+			src: &fakeSource{err: errors.New("database locked"), sum: devSummary()}, method: "GET", path: "/",
+			wantCode: 500, wantType: "text/html",
+			check: func(t *testing.T, body string) {
+				if !strings.Contains(body, "status unavailable: listing state records: database locked") {
+					t.Errorf("dashboard does not show the error")
+				}
+			},
+		},
+		"should serve the dashboard at the root": {
+			src: &fakeSource{recs: demoStack(), sum: devSummary()}, method: "GET", path: "/",
+			wantCode: 200, wantType: "text/html",
+		},
+		"should not serve a dashboard at other paths": {
+			src: &fakeSource{sum: devSummary()}, method: "GET", path: "/index.html", wantCode: 404, wantType: "text/plain",
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			resp, body := get(t, newTestHandler(tc.src), tc.method, tc.path)
+			if resp.StatusCode != tc.wantCode {
+				t.Errorf("status: got %d, want %d (body %s)", resp.StatusCode, tc.wantCode, body)
+			}
+			if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, tc.wantType) {
+				t.Errorf("Content-Type: got %q, want %s", ct, tc.wantType)
+			}
+			if cc := resp.Header.Get("Cache-Control"); cc != "no-store" {
+				t.Errorf("Cache-Control: got %q, want no-store", cc)
+			}
+			if tc.check != nil {
+				tc.check(t, body)
+			}
+		})
+	}
+}
+
+func TestDashboardMarksDrift(t *testing.T) {
+	t.Parallel()
+	resp, body := get(t, newTestHandler(&fakeSource{recs: demoStack(), sum: devSummary()}), "GET", "/")
+	if resp.StatusCode != 200 {
+		t.Fatalf("status: got %d, want 200", resp.StatusCode)
+	}
+	rows := rowsOf(body)
+	for _, svc := range []string{"platform", "document-converter", "email-classifier", "email-parser", "image-classifier", "streaming"} {
+		if _, ok := rows[svc]; !ok {
+			t.Errorf("dashboard has no row for %s", svc)
+		}
+	}
+	img := rows["image-classifier"]
+	if !strings.Contains(img, `class="row drift degraded"`) || !strings.Contains(img, ">DRIFT<") || !strings.Contains(img, "DEGRADED") {
+		t.Errorf("image-classifier row is not marked drifted and degraded:\n%s", img)
+	}
+	if strings.Contains(rows["platform"], "drift") {
+		t.Errorf("platform row is marked drifted:\n%s", rows["platform"])
+	}
+	if !strings.Contains(body, `data-rendered="server"`) {
+		t.Errorf("table lacks data-rendered=\"server\"")
+	}
+}
+
+func TestDashboardMarksBelowFloor(t *testing.T) {
+	t.Parallel()
+	recs := []state.Record{record("platform", "p-1", observed("tls"), desired("mtls", "mtls"), drifted(true))}
+	_, body := get(t, newTestHandler(&fakeSource{recs: recs, sum: devSummary()}), "GET", "/")
+	if row := rowsOf(body)["platform"]; !strings.Contains(row, "below-floor") || !strings.Contains(row, "BELOW FLOOR") {
+		t.Errorf("row is not marked below floor:\n%s", row)
+	}
+	if !strings.Contains(body, "1 container(s) below their floor") {
+		t.Errorf("no below-floor alert in the header")
+	}
+}
+
+// TestDashboardIsSelfContained: nothing is loaded from anywhere, and the
+// CSP hashes admit exactly the inline style and script the page carries.
+func TestDashboardIsSelfContained(t *testing.T) {
+	t.Parallel()
+	resp, body := get(t, newTestHandler(&fakeSource{recs: demoStack(), sum: devSummary()}), "GET", "/")
+	for _, bad := range []*regexp.Regexp{
+		regexp.MustCompile(`(?i)<(script|img|iframe)[^>]+src=`), regexp.MustCompile(`(?i)<link`),
+		regexp.MustCompile(`(?i)url\(`), regexp.MustCompile(`(?i)@import`), regexp.MustCompile(`https?://`),
+	} {
+		if m := bad.FindString(body); m != "" {
+			t.Errorf("page loads an external asset: %q", m)
+		}
+	}
+	csp := resp.Header.Get("Content-Security-Policy")
+	script := between(t, body, "<script>", "</script>")
+	style := between(t, body, "<style>", "</style>")
+	if !strings.Contains(csp, "script-src '"+cspHash(script)+"'") {
+		t.Errorf("CSP %q does not admit the served script (hash %s)", csp, cspHash(script))
+	}
+	if !strings.Contains(csp, "style-src '"+cspHash(style)+"'") {
+		t.Errorf("CSP %q does not admit the served style (hash %s)", csp, cspHash(style))
+	}
+}
+
+// TestNoEndpointServesPrivateKeys feeds records made from a real issuance
+// and a message that quotes a key, and reads every endpoint.
+func TestNoEndpointServesPrivateKeys(t *testing.T) {
+	t.Parallel()
+	a, _, err := certs.OpenAuthority(t.TempDir(), certs.AuthorityOptions{}, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, info, err := a.IssueBundle(certs.Identity{Service: "platform", DNSNames: []string{"platform"}}, certs.IssueOptions{Now: t0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	quoted := "peer said: " + string(b.ServerKey)
+	recs := []state.Record{record("platform", "p-1",
+		func(r *state.Record) {
+			r.Bundle.ServerSerial, r.Bundle.ClientSerial, r.Bundle.NotAfter = info.ServerSerial, info.ClientSerial, info.NotAfter
+		},
+		probeFindings("not-tls", quoted), bundleFindings(quoted),
+		remediation(1, 3, quoted, "restart", t0),
+		func(r *state.Record) {
+			r.NeedsRestartReason, r.Level.LastPlan = quoted, quoted
+			r.AddEvent(state.Event{At: t0, Action: "restart", Result: "ok", Reason: quoted})
+			r.AddTransition(state.Transition{At: t0, From: "mtls", To: "plain", Cause: quoted})
+		})}
+	ca := a.Active().Cert
+	sum := devSummary()
+	sum.CANotAfter, sum.CASubject = ca.NotAfter, ca.Subject.String()
+	h := newTestHandler(&fakeSource{recs: recs, sum: sum})
+	for _, path := range []string{"/", "/api/v1/status", "/api/v1/status/platform", "/api/v1/status/nope", "/api/x"} {
+		_, body := get(t, h, "GET", path)
+		if strings.Contains(body, "PRIVATE KEY") || strings.Contains(body, "-----BEGIN") {
+			t.Errorf("GET %s serves PEM material", path)
+		}
+	}
+}
+
+// rowsOf maps data-service to the markup of its first row.
+func rowsOf(body string) map[string]string {
+	rows := map[string]string{}
+	re := regexp.MustCompile(`(?s)<tr class="[^"]*" data-service="([^"]+)".*?</tr>`)
+	for _, m := range re.FindAllStringSubmatch(body, -1) {
+		if _, ok := rows[m[1]]; !ok {
+			rows[m[1]] = m[0]
+		}
+	}
+	return rows
+}
+
+func between(t *testing.T, s, open, close string) string {
+	t.Helper()
+	_, rest, ok := strings.Cut(s, open)
+	if !ok {
+		t.Fatalf("no %s in page", open)
+	}
+	in, _, ok := strings.Cut(rest, close)
+	if !ok {
+		t.Fatalf("no %s in page", close)
+	}
+	return in
+}
+
+func mustDecode(t *testing.T, body string, v any) {
+	t.Helper()
+	dec := json.NewDecoder(strings.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		t.Fatalf("decoding %s: %v", body, err)
+	}
+}
+
+func wantError(substr string) func(t *testing.T, body string) {
+	return func(t *testing.T, body string) {
+		var e ErrorBody
+		mustDecode(t, body, &e)
+		if !strings.Contains(e.Error, substr) {
+			t.Errorf("error: got %q, want it to mention %q", e.Error, substr)
+		}
+	}
+}

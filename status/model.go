@@ -1,0 +1,195 @@
+package status
+
+import (
+	"time"
+
+	"github.com/crank-platform/crank-mtls-controller/reconcile"
+	"github.com/crank-platform/crank-mtls-controller/state"
+)
+
+// APIVersion is the version of the JSON model. A change that removes or
+// retypes a field gets a new version (and a new /api/v2 path); adding a
+// field does not.
+const APIVersion = "v1"
+
+// LevelUnknown is the observed level of a container that was never probed.
+// It is not a probe.Level: nothing was measured.
+const LevelUnknown = "unknown"
+
+// Source is what the status surface reads. The controller implements it
+// over its state store and CA (see Funcs); tests over fixed values.
+type Source interface {
+	// Records returns every container the controller remembers.
+	Records() ([]state.Record, error)
+	// Summary returns the global facts, read fresh on every request so a
+	// CA rollover or a mode change shows at once.
+	Summary() Summary
+}
+
+// Summary is the global part of the status, as the controller knows it.
+type Summary struct {
+	Mode        reconcile.Mode
+	Environment reconcile.Environment
+	Project     string    // compose project managed, "" if none
+	Version     string    // controller version, from the build info
+	CANotAfter  time.Time // expiry of the active (issuing) CA
+	CASubject   string    // subject of the active CA, e.g. "CN=crank-mtls-controller CA"
+}
+
+// Funcs adapts two functions to a Source, which is all the controller needs:
+//
+//	status.Funcs{RecordsFunc: store.List, SummaryFunc: func() status.Summary {...}}
+type Funcs struct {
+	RecordsFunc func() ([]state.Record, error)
+	SummaryFunc func() Summary
+}
+
+// Records calls RecordsFunc.
+func (f Funcs) Records() ([]state.Record, error) { return f.RecordsFunc() }
+
+// Summary calls SummaryFunc.
+func (f Funcs) Summary() Summary { return f.SummaryFunc() }
+
+// The JSON model. Every type below is built from state.Record and Summary
+// only, and none has a field for key material: the model can carry serials,
+// fingerprints and expiry dates, never a key (TestModelCarriesNoKeyMaterial
+// walks these types to keep it so). Times are RFC 3339; a zero time is
+// omitted.
+
+// Report is GET /api/v1/status.
+type Report struct {
+	APIVersion string            `json:"api_version"` // always APIVersion
+	Summary    Overview          `json:"summary"`
+	Containers []ContainerStatus `json:"containers"` // sorted by service, then container name
+}
+
+// ServiceReport is GET /api/v1/status/{service}: every container of one
+// service (several when it is scaled).
+type ServiceReport struct {
+	APIVersion  string            `json:"api_version"`
+	GeneratedAt time.Time         `json:"generated_at"`
+	Service     string            `json:"service"`
+	Containers  []ContainerStatus `json:"containers"`
+}
+
+// Overview is the stack-wide summary.
+type Overview struct {
+	GeneratedAt time.Time `json:"generated_at"`
+	Mode        string    `json:"mode"`
+	Environment string    `json:"environment"`
+	Project     string    `json:"project,omitempty"`
+	Version     string    `json:"version,omitempty"`
+	CANotAfter  time.Time `json:"ca_not_after,omitzero"`
+	CASubject   string    `json:"ca_subject,omitempty"`
+	CADaysLeft  *int      `json:"ca_days_left,omitempty"` // whole days until CANotAfter; negative once expired
+	// Counts maps an observed level to the number of containers at it. All
+	// four levels (mtls, tls, plain, down) are always present; "unknown"
+	// appears when some container was never probed.
+	Counts     map[string]int `json:"counts"`
+	Containers int            `json:"containers"`  // managed containers
+	Drift      int            `json:"drift"`       // observed < desired
+	BelowFloor int            `json:"below_floor"` // observed < floor: the alarm
+	Degraded   int            `json:"degraded"`    // the controller gave up remediating
+}
+
+// ContainerStatus is one managed container.
+type ContainerStatus struct {
+	Service     string `json:"service"`
+	Container   string `json:"container"`
+	ContainerID string `json:"container_id"`
+	Project     string `json:"project,omitempty"`
+
+	Desired       string    `json:"desired,omitempty"` // mtls, tls or plain; "" before the first probe
+	Floor         string    `json:"floor,omitempty"`   // lowest level accepted without alarm
+	Observed      string    `json:"observed"`          // mtls, tls, plain, down or unknown
+	ObservedSince time.Time `json:"observed_since,omitzero"`
+	Drift         bool      `json:"drift"`
+	BelowFloor    bool      `json:"below_floor"`
+
+	// Findings are the probe's findings, then the bundle validation's.
+	Findings []Finding `json:"findings"`
+
+	Bundle      BundleStatus      `json:"bundle"`
+	Served      ServedStatus      `json:"served"`
+	Probe       ProbeStatus       `json:"probe"`
+	Remediation RemediationStatus `json:"remediation"`
+
+	NeedsRestart       bool   `json:"needs_restart"`
+	NeedsRestartReason string `json:"needs_restart_reason,omitempty"`
+
+	Transitions []TransitionEntry `json:"transitions"` // the last few level changes, oldest first
+	History     []EventEntry      `json:"history"`     // the last few actions, oldest first
+
+	UpdatedAt time.Time `json:"updated_at,omitzero"` // when the record was last written
+}
+
+// Finding is one reason code with its message.
+type Finding struct {
+	Source  string `json:"source"` // "probe" or "bundle"
+	Reason  string `json:"reason"` // e.g. client-auth-not-enforced, renew-due
+	Message string `json:"message,omitempty"`
+}
+
+// Finding sources.
+const (
+	SourceProbe  = "probe"
+	SourceBundle = "bundle"
+)
+
+// BundleStatus describes the bundle last written to the shared volume.
+type BundleStatus struct {
+	ServerSerial string    `json:"server_serial,omitempty"` // as `openssl x509 -noout -serial` prints it
+	ClientSerial string    `json:"client_serial,omitempty"`
+	NotAfter     time.Time `json:"not_after,omitzero"` // earliest expiry of the two leaves
+	DaysLeft     *int      `json:"days_left,omitempty"`
+	Generation   string    `json:"generation,omitempty"`
+	WrittenAt    time.Time `json:"written_at,omitzero"`
+	IssuedReason string    `json:"issued_reason,omitempty"`
+	IssuedAt     time.Time `json:"issued_at,omitzero"`
+}
+
+// ServedStatus is the certificate the container actually served.
+type ServedStatus struct {
+	Fingerprint string    `json:"fingerprint,omitempty"` // SHA-256 of the leaf, hex
+	NotAfter    time.Time `json:"not_after,omitzero"`
+}
+
+// ProbeStatus is the last probe.
+type ProbeStatus struct {
+	LastAt     time.Time `json:"last_at,omitzero"`
+	DurationMS float64   `json:"duration_ms"`
+	Plan       string    `json:"plan,omitempty"` // the remediation ladder's last decision, for humans
+}
+
+// RemediationStatus is the remediation ladder's state.
+type RemediationStatus struct {
+	Attempts     int       `json:"attempts"`
+	Budget       int       `json:"budget"`
+	BudgetLeft   int       `json:"budget_left"` // max(budget - attempts, 0)
+	NextActionAt time.Time `json:"next_action_at,omitzero"`
+	Degraded     string    `json:"degraded,omitempty"` // non-empty: gave up, and why
+	LastAction   string    `json:"last_action,omitempty"`
+	LastActionAt time.Time `json:"last_action_at,omitzero"`
+	OnDrift      string    `json:"on_drift,omitempty"` // restart, relabel or report
+}
+
+// TransitionEntry is one change of observed level.
+type TransitionEntry struct {
+	At    time.Time `json:"at"`
+	From  string    `json:"from"`
+	To    string    `json:"to"`
+	Cause string    `json:"cause"`
+}
+
+// EventEntry is one action the controller took.
+type EventEntry struct {
+	At     time.Time `json:"at"`
+	Action string    `json:"action"`
+	Result string    `json:"result"`
+	Reason string    `json:"reason,omitempty"`
+}
+
+// ErrorBody is every error answer of the API.
+type ErrorBody struct {
+	Error string `json:"error"`
+}
