@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -39,6 +40,8 @@ type Config struct {
 	Shutdown      time.Duration
 
 	Watchdog          time.Duration
+	ListenMTLS        string
+	OperatorDir       string
 	Mode              reconcile.Mode
 	ProbeInterval     time.Duration
 	RestartBudget     int
@@ -72,6 +75,8 @@ var flagDefs = []flagDef{
 	{"ca-lifetime", "CRANK_CA_LIFETIME", "87600h", "lifetime of a CA the controller creates (10 years)"},
 	{"renew-fraction", "CRANK_RENEW_FRACTION", "0.6667", "renew a leaf after this fraction of its lifetime (0 < f < 1)"},
 	{"shutdown-timeout", "CRANK_SHUTDOWN_TIMEOUT", "10s", "how long a graceful shutdown may take before the process exits anyway"},
+	{"listen-mtls", "CRANK_LISTEN_MTLS", "", "if set, serve the status API and dashboard here over mTLS with our CA (and not on --listen); clients use --operator-dir's bundle"},
+	{"operator-dir", "CRANK_OPERATOR_DIR", "", "where the operator client bundle for --listen-mtls is written; default <state-dir>/operator"},
 	{"watchdog-interval", "CRANK_WATCHDOG_INTERVAL", "30s", "how often the event stream watchdog pings Docker and checks for events the stream missed"},
 	{"mode", "CRANK_MODE", "enforce", "enforce (restart, signal, relabel) or observe (log the plan, change no container): the rollback switch"},
 	{"probe-interval", "CRANK_PROBE_INTERVAL", "30s", "how often each managed container is probed (also on every event)"},
@@ -125,6 +130,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 		CALifetime:    p.duration("ca-lifetime", time.Hour),
 		RenewFraction: p.fraction("renew-fraction"),
 		Shutdown:      p.duration("shutdown-timeout", time.Second),
+	}
+	cfg.ListenMTLS = p.str("listen-mtls")
+	cfg.OperatorDir = p.str("operator-dir")
+	if cfg.OperatorDir == "" {
+		cfg.OperatorDir = filepath.Join(cfg.StateDir, "operator")
 	}
 	cfg.Watchdog = p.duration("watchdog-interval", 100*time.Millisecond)
 	cfg.Mode = reconcile.Mode(p.oneOf("mode", string(reconcile.Enforce), string(reconcile.Observe)))

@@ -22,6 +22,7 @@ import (
 	"github.com/crank-platform/crank-mtls-controller/probe"
 	"github.com/crank-platform/crank-mtls-controller/reconcile"
 	"github.com/crank-platform/crank-mtls-controller/state"
+	"github.com/crank-platform/crank-mtls-controller/status"
 )
 
 // Log keys of this package.
@@ -39,6 +40,7 @@ const (
 	keyTimeout     = "timeout"
 	keyNetworks    = "networks"
 	keyMode        = "mode"
+	keyOperatorDir = "operator_dir"
 )
 
 func runController(args []string) int {
@@ -156,7 +158,21 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Resync: cfg.Resync, WatchdogInterval: cfg.Watchdog, Logger: log, Metrics: m,
 	})
 
-	srv := &http.Server{Addr: cfg.Listen, Handler: newMux(reg, watcher), ReadHeaderTimeout: 5 * time.Second}
+	statusHandler := status.NewHandler(status.Funcs{
+		RecordsFunc: store.List,
+		SummaryFunc: func() status.Summary {
+			ca := authority.Active().Cert
+			return status.Summary{Mode: cfg.Mode, Environment: cfg.Environment, Project: scope.Project,
+				Version: version(), CANotAfter: ca.NotAfter, CASubject: ca.Subject.String()}
+		},
+	})
+	plainStatus := statusHandler
+	if cfg.ListenMTLS != "" {
+		// The status API is then served only over mTLS; /healthz, /readyz
+		// and /metrics stay plain for the compose healthcheck and Prometheus.
+		plainStatus = nil
+	}
+	srv := &http.Server{Addr: cfg.Listen, Handler: newMux(reg, watcher, plainStatus), ReadHeaderTimeout: 5 * time.Second}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", cfg.Listen, err)
@@ -164,7 +180,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	log.Info("serving health and metrics", keyListen, ln.Addr().String())
 
 	var wg sync.WaitGroup
-	errs := make(chan error, 5)
+	errs := make(chan error, 6)
 	goRun := func(name string, f func(context.Context) error) {
 		wg.Add(1)
 		go func() {
@@ -173,6 +189,13 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 				errs <- fmt.Errorf("%s: %w", name, err)
 			}
 		}()
+	}
+	if cfg.ListenMTLS != "" {
+		mtlsSrv, err := mtlsStatusServer(cfg, authority, issue, statusHandler, log)
+		if err != nil {
+			return err
+		}
+		goRun("status-mtls", mtlsSrv)
 	}
 	goRun("controller", ctrl.Start)
 	goRun("credentials", func(ctx context.Context) error {
@@ -256,7 +279,7 @@ func shortID(id string) string {
 // readiness is what /readyz needs from the watcher.
 type readiness interface{ Ready() bool }
 
-func newMux(reg *prometheus.Registry, ready readiness) *http.ServeMux {
+func newMux(reg *prometheus.Registry, ready readiness, statusHandler http.Handler) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = w.Write([]byte("ok\n"))
@@ -269,6 +292,9 @@ func newMux(reg *prometheus.Registry, ready readiness) *http.ServeMux {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	if statusHandler != nil {
+		mux.Handle("/", statusHandler)
+	}
 	return mux
 }
 
