@@ -100,6 +100,16 @@ func buildRecreateSpec(old container.InspectResponse, image string, addLabels ma
 
 	spec := recreateSpec{Name: name, Config: &cfg, HostConfig: &hc}
 	spec.Networking, spec.Extra = splitEndpoints(hc.NetworkMode, old.NetworkSettings, shortID(old.ID))
+	if (hc.NetworkMode.IsDefault() || hc.NetworkMode == "") && spec.Networking != nil {
+		// The default mode means "bridge" to the engine. A container that
+		// is no longer on bridge must be created on its own first network,
+		// named as the mode, or the engine attaches it to bridge again.
+		for name := range spec.Networking.EndpointsConfig {
+			if name != network.NetworkBridge {
+				hc.NetworkMode = container.NetworkMode(name)
+			}
+		}
+	}
 	return spec, nil
 }
 
@@ -214,6 +224,16 @@ func splitEndpoints(mode container.NetworkMode, ns *container.NetworkSettings, o
 			continue
 		}
 		extra = append(extra, extraEndpoint{Network: name, Settings: settings})
+	}
+	if first == nil && len(extra) > 0 && (mode.IsDefault() || mode == "") {
+		// Not on the network its mode names (e.g. "default" but only on a
+		// user network): create it on its first network instead, so the
+		// engine does not attach it to a network it never had.
+		first = &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{extra[0].Network: extra[0].Settings}}
+		extra = slices.Clip(extra[1:])
+		if len(extra) == 0 {
+			extra = nil
+		}
 	}
 	return first, extra
 }

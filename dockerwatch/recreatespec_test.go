@@ -1,6 +1,7 @@
 package dockerwatch
 
 import (
+	"cmp"
 	"encoding/json"
 	"reflect"
 	"testing"
@@ -283,7 +284,9 @@ func TestBuildRecreateSpecNetworks(t *testing.T) {
 		wantExtra  []extraEndpoint
 		// wantHostname and wantExposed are the new Config's values.
 		wantHostname string
-		wantExposed  nat.PortSet
+		// wantMode is the new NetworkMode; "" means unchanged.
+		wantMode    container.NetworkMode
+		wantExposed nat.PortSet
 	}{
 		"should create on the NetworkMode network and connect the others with aliases and static IPs": {
 			opts: []oldOpt{withNetwork("backend", static)},
@@ -319,6 +322,13 @@ func TestBuildRecreateSpecNetworks(t *testing.T) {
 				r.NetworkSettings.Networks = map[string]*network.EndpointSettings{"bridge": {NetworkID: "b", IPAddress: "172.17.0.2"}}
 			}},
 			wantCreate:  &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{"bridge": {}}},
+			wantExposed: nat.PortSet{"8443/tcp": {}},
+		},
+		"should create on its own network, not bridge, for NetworkMode default when it is not on bridge": {
+			opts: []oldOpt{withNetworkMode("default")},
+			wantCreate: &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
+				"app_default": {Aliases: []string{"web", "app-web-1"}}}},
+			wantMode:    "app_default",
 			wantExposed: nat.PortSet{"8443/tcp": {}},
 		},
 		"should connect every network afterwards when the container left its NetworkMode network": {
@@ -375,8 +385,9 @@ func TestBuildRecreateSpecNetworks(t *testing.T) {
 			if !reflect.DeepEqual(spec.Config.ExposedPorts, tc.wantExposed) {
 				t.Errorf("got exposed ports %v, want %v", spec.Config.ExposedPorts, tc.wantExposed)
 			}
-			if spec.HostConfig.NetworkMode != old.HostConfig.NetworkMode {
-				t.Errorf("got network mode %q, want %q", spec.HostConfig.NetworkMode, old.HostConfig.NetworkMode)
+			wantMode := cmp.Or(tc.wantMode, old.HostConfig.NetworkMode)
+			if spec.HostConfig.NetworkMode != wantMode {
+				t.Errorf("got network mode %q, want %q", spec.HostConfig.NetworkMode, wantMode)
 			}
 			if got := deepCopy(t, old); !reflect.DeepEqual(got, before) {
 				t.Errorf("the inspect response was modified: got %s, want %s", jsonString(got.NetworkSettings), jsonString(before.NetworkSettings))

@@ -46,13 +46,26 @@ type coreFixture struct {
 func newCoreFixture(t *testing.T, o ControllerOptions) *coreFixture {
 	t.Helper()
 	h := H(t)
-	f := &coreFixture{h: h, net: h.NewNetwork(t), certs: t.TempDir(), state: h.NewVolume(t)}
+	certs, err := os.MkdirTemp("", "crank-e2e-certs-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &coreFixture{h: h, net: h.NewNetwork(t), certs: certs, state: h.NewVolume(t)}
 	// Build the service image now: a lazy build later would run inside a
 	// measured interval.
 	h.ServiceImage(t)
 	o.Network, o.CertsVolume, o.StateVolume = f.net, f.certs, f.state
 	o.Env = append(append([]string{}, coreEnv...), o.Env...)
 	f.ctrl = h.StartController(t, o)
+	// Registered after the controller exists, so it runs before the
+	// harness's own cleanup: stop the writer, then remove what it wrote
+	// (a t.TempDir would be removed while the controller still writes).
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = h.Docker.ContainerRemove(ctx, f.ctrl.ID, container.RemoveOptions{Force: true})
+		_ = os.RemoveAll(certs)
+	})
 	f.waitReady(t)
 	return f
 }

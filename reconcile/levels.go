@@ -217,13 +217,17 @@ func (p Policy) Decide(d Desired, o Observation) Plan {
 		plan.RetryAt = grace
 		return plan
 	}
-	if c.Labels[LabelObserved] == string(observed) && c.Labels[LabelDrift] != "" && !plan.Reload {
+	if relabelled(c) && c.Labels[LabelObserved] == string(observed) && !plan.Reload {
 		plan.Reason = "already relabelled for this drift"
 		plan.Degraded = p.degradedReason(d, o, plan, "relabelled")
 		return plan
 	}
 	if o.Attempts >= d.Budget {
-		if d.OnDrift == OnDriftRelabel {
+		// A container that already carries the relabel labels is never
+		// relabelled again, whatever the reason: its replacement starts with
+		// a fresh record and budget, so without this a drift that a recreate
+		// cannot fix (a service serving its own cert) recreates it forever.
+		if d.OnDrift == OnDriftRelabel && !relabelled(c) {
 			plan.Action = ActionRelabel
 			plan.Reason = fmt.Sprintf("restart budget (%d) spent and drift persists", d.Budget)
 		} else {
@@ -283,6 +287,11 @@ func (p Policy) degradedReason(d Desired, o Observation, plan Plan, why string) 
 		s += ": " + joinReasons(rs)
 	}
 	return s
+}
+
+// relabelled reports whether c is a replacement made by a relabel.
+func relabelled(c dockerwatch.Container) bool {
+	return c.Labels[LabelObserved] != "" && c.Labels[LabelDrift] != ""
 }
 
 func hasReason(r probe.Result, want probe.Reason) bool {

@@ -134,6 +134,13 @@ func TestDecide(t *testing.T) {
 				withLabel(LabelObserved, "tls"), withLabel(LabelDrift, "client-auth-not-enforced")), Probe: theater},
 			wantDegraded: true, wantDrift: true, wantBelowFloor: true, wantReason: "already relabelled",
 		},
+		"should never relabel a replacement again, even when it needs a reload": {
+			desired: with(mtlsWant, func(d *Desired) { d.OnDrift = OnDriftRelabel; d.Budget = 0 }),
+			obs: Observation{Container: newContainer(withRunningSince(now.Add(-time.Hour)),
+				withLabel(LabelObserved, "plain"), withLabel(LabelDrift, "untrusted-server-cert")),
+				Probe: probe.Result{Level: probe.Plain, Findings: []probe.Finding{{Reason: probe.UntrustedServerCert}, {Reason: probe.ServedCertNotCurrent}}}},
+			wantDegraded: true, wantDrift: true, wantBelowFloor: true, wantReason: "budget (0) spent",
+		},
 		"should only report with on-drift report": {
 			desired:      with(mtlsWant, func(d *Desired) { d.OnDrift = OnDriftReport }),
 			obs:          Observation{Container: running, Probe: theater},

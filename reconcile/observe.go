@@ -92,7 +92,9 @@ func (r *ContainerReconciler) noteLevel(c dockerwatch.Container, service string,
 	// A process inside its start grace is still binding its ports; "down"
 	// then is not news, and logging it on every rebuild would bury the
 	// lines that matter.
-	starting := res.Level == probe.Down && !plan.RetryAt.IsZero() && plan.Action == ActionNone && c.State == dockerwatch.StateRunning
+	// A created container is not probed at all; its level is not known yet.
+	starting := (res.Level == probe.Down && !plan.RetryAt.IsZero() && plan.Action == ActionNone && c.State == dockerwatch.StateRunning) ||
+		(c.State == dockerwatch.StateCreated && rec.ObservedLevel == "")
 	if old := rec.ObservedLevel; old != string(res.Level) && !starting {
 		from := old
 		if from == "" {
@@ -114,7 +116,7 @@ func (r *ContainerReconciler) noteLevel(c dockerwatch.Container, service string,
 		if plan.Degraded != "" {
 			what := "degraded"
 			if !plan.BelowFloor {
-				what = "degraded (accepted: above the floor)"
+				what = "degraded (accepted: at or above the floor)"
 			}
 			log.Log(context.Background(), severity, fmt.Sprintf("%s: %s: %s", service, what, plan.Degraded), attrs...)
 		}
