@@ -181,10 +181,10 @@ func selfSigned(t testing.TB) tls.Certificate {
 
 type targetOpt func(*Target)
 
-func withHTTPS(port int) targetOpt      { return func(t *Target) { t.HTTPSPort = port } }
-func withHTTP(port int) targetOpt       { return func(t *Target) { t.HTTPPort = port } }
-func withAddrs(a ...string) targetOpt   { return func(t *Target) { t.Addrs = a } }
-func withExpected(fp string) targetOpt  { return func(t *Target) { t.ExpectedFingerprint = fp } }
+func withHTTPS(port int) targetOpt     { return func(t *Target) { t.HTTPSPort = port } }
+func withHTTP(port int) targetOpt      { return func(t *Target) { t.HTTPPort = port } }
+func withAddrs(a ...string) targetOpt  { return func(t *Target) { t.Addrs = a } }
+func withExpected(fp string) targetOpt { return func(t *Target) { t.ExpectedFingerprint = fp } }
 
 // newTarget is testService on 127.0.0.1 with no ports.
 func newTarget(opts ...targetOpt) Target {
