@@ -33,6 +33,9 @@ up)
 
 crank demo is up (project "$PROJECT").
   watch the controller:  docker logs -f $PROJECT-controller-1 2>/dev/null || docker logs -f ${PROJECT}_controller_1
+  dashboard:             http://127.0.0.1:$PORT/
+  status API:            http://127.0.0.1:$PORT/api/v1/status
+  status table:          bin/controller status --url http://127.0.0.1:$PORT   (exit 1 if any service is below its floor)
   health and metrics:    http://127.0.0.1:$PORT/readyz   http://127.0.0.1:$PORT/metrics
   certificates:          docker run --rm -v ${PROJECT}_certs:/certs crank-testservice:dev ls /certs
   tear down:             make demo-down

@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"strconv"
+	"strings"
+	"time"
 )
 
 // Mode selects which real-world behaviour the service imitates.
@@ -37,6 +39,11 @@ type config struct {
 	ReloadOnSIGHUP bool
 	// AlsoHTTP is ALSO_HTTP: keep the plain port open next to TLS.
 	AlsoHTTP bool
+	// CallURLs is CALL_URL, comma-separated https URLs a worker calls every
+	// CallInterval (CALL_INTERVAL, default 5s) with its client certificate,
+	// as the seed's workers call the platform.
+	CallURLs     []string
+	CallInterval time.Duration
 	// AllowHTTPHealthcheck is ALLOW_HTTP_HEALTHCHECK: the healthcheck
 	// subcommand may fall back to plain HTTP (a visible downgrade).
 	AllowHTTPHealthcheck bool
@@ -82,6 +89,23 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	if cfg.AllowHTTPHealthcheck, err = boolEnv(getenv, "ALLOW_HTTP_HEALTHCHECK"); err != nil {
 		return config{}, err
+	}
+	for _, u := range strings.Split(getenv("CALL_URL"), ",") {
+		if u = strings.TrimSpace(u); u == "" {
+			continue
+		}
+		if !strings.HasPrefix(u, "https://") {
+			return config{}, fmt.Errorf("CALL_URL=%q: want https URLs (workers call peers over mTLS)", u)
+		}
+		cfg.CallURLs = append(cfg.CallURLs, u)
+	}
+	cfg.CallInterval = 5 * time.Second
+	if v := getenv("CALL_INTERVAL"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 10*time.Millisecond {
+			return config{}, fmt.Errorf("CALL_INTERVAL=%q: want a duration of at least 10ms", v)
+		}
+		cfg.CallInterval = d
 	}
 	return cfg, nil
 }

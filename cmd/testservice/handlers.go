@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -32,10 +33,12 @@ func (a *app) handleHealth(w http.ResponseWriter, r *http.Request) {
 type bootInfoResponse struct {
 	bootInfo
 	ServedCert string `json:"served_cert_sha256"`
+	// Calls counts the worker loop's calls to its peers (CALL_URL).
+	Calls callStats `json:"calls"`
 }
 
 func (a *app) handleBootInfo(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, bootInfoResponse{bootInfo: a.boot, ServedCert: a.servedFingerprint()})
+	writeJSON(w, http.StatusOK, bootInfoResponse{bootInfo: a.boot, ServedCert: a.servedFingerprint(), Calls: a.calls.snapshot()})
 }
 
 // callResponse is GET /call: the outcome of the outgoing mTLS request.
@@ -57,39 +60,40 @@ const (
 // client.crt/client.key, trusting only ca.crt, ServerName from the URL. The
 // files are read per call, so a rotated client cert is used at once.
 func (a *app) handleCall(w http.ResponseWriter, r *http.Request) {
-	raw := r.URL.Query().Get("url")
+	res, status := a.callPeer(r.Context(), r.URL.Query().Get("url"))
+	writeJSON(w, status, res)
+}
+
+// callPeer makes one outgoing mTLS request and says how it went, with the
+// HTTP status /call answers with.
+func (a *app) callPeer(ctx context.Context, raw string) (callResponse, int) {
 	u, err := url.Parse(raw)
 	if err != nil || u.Scheme != "https" || u.Hostname() == "" {
-		writeJSON(w, http.StatusBadRequest, callResponse{URL: raw, Error: "url must be an absolute https URL"})
-		return
+		return callResponse{URL: raw, Error: "url must be an absolute https URL"}, http.StatusBadRequest
 	}
 	tlsCfg, err := clientTLSConfig(a.cfg.CertsDir, u.Hostname(), true)
 	if err != nil {
-		writeJSON(w, statusNoClientCert, callResponse{URL: raw, Error: err.Error()})
-		return
+		return callResponse{URL: raw, Error: err.Error()}, statusNoClientCert
 	}
 	client := &http.Client{
 		Timeout:       callTimeout,
 		Transport:     &http.Transport{TLSClientConfig: tlsCfg, DisableKeepAlives: true},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
-	req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, u.String(), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
-		writeJSON(w, http.StatusBadRequest, callResponse{URL: raw, Error: err.Error()})
-		return
+		return callResponse{URL: raw, Error: err.Error()}, http.StatusBadRequest
 	}
 	resp, err := client.Do(req)
 	if err != nil {
-		writeJSON(w, statusCallFailed, callResponse{URL: raw, Error: err.Error()})
-		return
+		return callResponse{URL: raw, Error: err.Error()}, statusCallFailed
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, callBodyCap))
 	if err != nil {
-		writeJSON(w, statusCallFailed, callResponse{URL: raw, Status: resp.StatusCode, Error: err.Error()})
-		return
+		return callResponse{URL: raw, Status: resp.StatusCode, Error: err.Error()}, statusCallFailed
 	}
-	writeJSON(w, http.StatusOK, callResponse{URL: raw, Status: resp.StatusCode, Body: string(body)})
+	return callResponse{URL: raw, Status: resp.StatusCode, Body: string(body)}, http.StatusOK
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

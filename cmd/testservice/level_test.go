@@ -89,6 +89,16 @@ func TestLoadConfig(t *testing.T) {
 		"should reject a reload signal it can't handle": {getenv: env("SERVICE_NAME", "a", "RELOAD_SIGNAL", "SIGUSR1"), wantErr: true},
 		"should reject a port out of range":             {getenv: env("SERVICE_NAME", "a", "SERVICE_PORT", "70000"), wantErr: true},
 		"should reject a non-boolean ALSO_HTTP":         {getenv: env("SERVICE_NAME", "a", "ALSO_HTTP", "yes please"), wantErr: true},
+		"should reject a worker calling a peer over plain HTTP": {
+			getenv: env("SERVICE_NAME", "a", "CALL_URL", "http://platform:8080/health"), wantErr: true,
+		},
+		"should reject a worker interval that is not a duration": {
+			getenv: env("SERVICE_NAME", "a", "CALL_URL", "https://platform:8443/health", "CALL_INTERVAL", "often"), wantErr: true,
+		},
+		"should accept a worker calling the platform over mTLS": {
+			getenv:       env("SERVICE_NAME", "a", "CALL_URL", "https://platform:8443/health, https://streaming:8443/health"),
+			wantCertsDir: "/certs/a", wantHTTPS: ":8443",
+		},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

@@ -77,6 +77,7 @@ func serve(cfg config, logger *slog.Logger) error {
 			}
 		}()
 	}
+	go a.callLoop(ctx)
 	err = a.run(ctx)
 	logger.Info("stopped", keyService, cfg.Service)
 	return err

@@ -23,6 +23,8 @@ const (
 	keyScheme      = "scheme"
 	keyFingerprint = "served_cert_sha256"
 	keyError       = "error"
+	keyURL         = "url"
+	keyStatus      = "status"
 )
 
 // shutdownGrace bounds graceful shutdown so `docker stop` returns in well
@@ -48,6 +50,8 @@ type app struct {
 
 	httpsLn, httpLn net.Listener
 	servers         []*http.Server
+
+	calls callCounter
 }
 
 // newApp gathers (scans the certs dir), decides, and loads the material.
