@@ -49,6 +49,13 @@ func writeFileDurable(root *os.Root, name string, data []byte, perm fs.FileMode)
 	return syncDir(root, dir)
 }
 
+// WriteFileDurable is writeFileDurable for other packages that keep small
+// private files of their own (e.g. the operator's client bundle), so the
+// crash-safe write exists once.
+func WriteFileDurable(root *os.Root, name string, data []byte, perm fs.FileMode) error {
+	return writeFileDurable(root, name, data, perm)
+}
+
 // syncDir fsyncs a directory inside root so that entries created, renamed or
 // removed in it are durable.
 func syncDir(root *os.Root, dir string) error {

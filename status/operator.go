@@ -1,8 +1,6 @@
 package status
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -49,7 +47,7 @@ func WriteOperatorBundle(dir string, a *certs.Authority, opts certs.IssueOptions
 		{certs.FileClientKey, b.ClientKey, 0o600},
 		{certs.FileClientCert, b.ClientCert, 0o644},
 	} {
-		if err := writeDurable(root, f.name, f.data, f.perm); err != nil {
+		if err := certs.WriteFileDurable(root, f.name, f.data, f.perm); err != nil {
 			return fmt.Errorf("writing operator bundle in %s: %w", dir, err)
 		}
 	}
@@ -79,44 +77,3 @@ func ensurePrivateDir(dir string) error {
 	return nil
 }
 
-// writeDurable writes name inside root so that after a crash it holds the
-// old content or all of data: temporary file, fsync, rename, fsync dir.
-// (certs has the same helper for its own directories; it is unexported
-// there, and this package owns only its files.)
-func writeDurable(root *os.Root, name string, data []byte, perm fs.FileMode) error {
-	var rnd [6]byte
-	_, _ = rand.Read(rnd[:]) // never fails since Go 1.24
-	tmp := "." + name + ".tmp-" + hex.EncodeToString(rnd[:])
-	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
-	if err != nil {
-		return fmt.Errorf("creating temporary file for %s: %w", name, err)
-	}
-	defer func() { _ = root.Remove(tmp) }() // no-op after the rename
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("writing %s: %w", name, err)
-	}
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return fmt.Errorf("setting mode of %s: %w", name, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("syncing %s: %w", name, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("closing %s: %w", name, err)
-	}
-	if err := root.Rename(tmp, name); err != nil {
-		return fmt.Errorf("renaming %s into place: %w", name, err)
-	}
-	d, err := root.Open(".")
-	if err != nil {
-		return fmt.Errorf("opening dir for sync: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("syncing dir: %w", err)
-	}
-	return nil
-}
