@@ -23,6 +23,10 @@ type BundleFiles struct {
 	WrittenAt     time.Time   // when that generation was written (mtime of generation dir)
 	ServerKeyMode fs.FileMode // permission bits of tls.key as found (0 if not from disk)
 	ClientKeyMode fs.FileMode // permission bits of client.key as found (0 if not from disk)
+	// Owners of the keys as found; -1 when unknown (not from disk, or a
+	// platform without numeric owners). Zero values mean root.
+	ServerKeyUID, ServerKeyGID int
+	ClientKeyUID, ClientKeyGID int
 }
 
 // File names inside <root>/<service>/. They follow the Kubernetes TLS secret

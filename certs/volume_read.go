@@ -45,16 +45,21 @@ func readCurrent(sub *os.Root) (*BundleFiles, error) {
 	defer gr.Close()
 	b := &BundleFiles{Generation: gen, WrittenAt: gfi.ModTime()}
 	for _, name := range bundleFileNames {
-		data, mode, err := readRegular(gr, name)
+		data, fi, err := readRegular(gr, name)
 		if err != nil {
 			return nil, fmt.Errorf("generation %s: %w", gen, err)
 		}
 		*bundleFilePtr(b, name) = data
+		if fi == nil {
+			continue
+		}
 		switch name {
 		case FileServerKey:
-			b.ServerKeyMode = mode
+			b.ServerKeyMode = fi.Mode().Perm()
+			b.ServerKeyUID, b.ServerKeyGID = fileOwner(fi)
 		case FileClientKey:
-			b.ClientKeyMode = mode
+			b.ClientKeyMode = fi.Mode().Perm()
+			b.ClientKeyUID, b.ClientKeyGID = fileOwner(fi)
 		}
 	}
 	return b, nil
@@ -113,40 +118,40 @@ func isGenerationName(name string) bool {
 
 // readRegular reads name from the generation root gr if it is a regular file
 // of plausible size; otherwise it returns nil data and a nil error (the file
-// is treated as missing). A missing file is also nil, nil. The mode is the
-// file's permission bits as found.
-func readRegular(gr *os.Root, name string) ([]byte, fs.FileMode, error) {
+// is treated as missing). A missing file is also nil, nil. The FileInfo is
+// the opened file's, for its mode and owner.
+func readRegular(gr *os.Root, name string) ([]byte, fs.FileInfo, error) {
 	fi, err := gr.Lstat(name)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, 0, nil
+		return nil, nil, nil
 	}
 	if err != nil {
-		return nil, 0, err
+		return nil, nil, err
 	}
 	if !fi.Mode().IsRegular() || fi.Size() > maxBundleFileSize {
-		return nil, 0, nil
+		return nil, nil, nil
 	}
 	f, err := gr.Open(name)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, 0, nil
+		return nil, nil, nil
 	}
 	if err != nil {
-		return nil, 0, err
+		return nil, nil, err
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return nil, 0, err
+		return nil, nil, err
 	}
 	if !os.SameFile(fi, st) {
-		return nil, 0, nil // swapped for something else after Lstat: not ours
+		return nil, nil, nil // swapped for something else after Lstat: not ours
 	}
 	data, err := io.ReadAll(io.LimitReader(f, maxBundleFileSize+1))
 	if err != nil {
-		return nil, 0, fmt.Errorf("reading %s: %w", name, err)
+		return nil, nil, fmt.Errorf("reading %s: %w", name, err)
 	}
 	if len(data) > maxBundleFileSize {
-		return nil, 0, nil
+		return nil, nil, nil
 	}
-	return data, st.Mode().Perm(), nil
+	return data, st, nil
 }

@@ -154,7 +154,9 @@ type Observation struct {
 	// episode, from the state store.
 	Attempts     int
 	NextActionAt time.Time
-	Now          time.Time
+	// Relabels made in this episode (at most one is ever tried).
+	Relabels int
+	Now      time.Time
 }
 
 // Plan is the decision for one container.
@@ -227,10 +229,21 @@ func (p Policy) Decide(d Desired, o Observation) Plan {
 		// relabelled again, whatever the reason: its replacement starts with
 		// a fresh record and budget, so without this a drift that a recreate
 		// cannot fix (a service serving its own cert) recreates it forever.
-		if d.OnDrift == OnDriftRelabel && !relabelled(c) {
+		// One relabel per episode: a failed one (rolled back) is not
+		// retried, and it waits out the backoff like any action.
+		switch {
+		case d.OnDrift == OnDriftRelabel && !relabelled(c) && o.Relabels == 0 && o.Now.Before(o.NextActionAt):
+			plan.Reason = "waiting out the backoff before relabelling"
+			plan.RetryAt = o.NextActionAt
+			return plan
+		case d.OnDrift == OnDriftRelabel && !relabelled(c) && o.Relabels == 0:
 			plan.Action = ActionRelabel
 			plan.Reason = fmt.Sprintf("restart budget (%d) spent and drift persists", d.Budget)
-		} else {
+		case d.OnDrift == OnDriftRelabel && o.Relabels > 0 && !relabelled(c):
+			plan.Reason = "relabel already tried and rolled back"
+			plan.Degraded = p.degradedReason(d, o, plan, plan.Reason)
+			return plan
+		default:
 			plan.Reason = fmt.Sprintf("restart budget (%d) spent", d.Budget)
 			plan.Degraded = p.degradedReason(d, o, plan, plan.Reason)
 			return plan

@@ -141,6 +141,16 @@ func TestDecide(t *testing.T) {
 				Probe: probe.Result{Level: probe.Plain, Findings: []probe.Finding{{Reason: probe.UntrustedServerCert}, {Reason: probe.ServedCertNotCurrent}}}},
 			wantDegraded: true, wantDrift: true, wantBelowFloor: true, wantReason: "budget (0) spent",
 		},
+		"should not retry a relabel that failed and rolled back": {
+			desired:      with(mtlsWant, func(d *Desired) { d.OnDrift = OnDriftRelabel }),
+			obs:          Observation{Container: running, Probe: theater, Attempts: 3, Relabels: 1},
+			wantDegraded: true, wantDrift: true, wantBelowFloor: true, wantReason: "relabel already tried",
+		},
+		"should wait out the backoff before relabelling": {
+			desired:   with(mtlsWant, func(d *Desired) { d.OnDrift = OnDriftRelabel }),
+			obs:       Observation{Container: running, Probe: theater, Attempts: 3, NextActionAt: now.Add(time.Minute)},
+			wantRetry: true, wantDrift: true, wantBelowFloor: true, wantReason: "before relabelling",
+		},
 		"should only report with on-drift report": {
 			desired:      with(mtlsWant, func(d *Desired) { d.OnDrift = OnDriftReport }),
 			obs:          Observation{Container: running, Probe: theater},

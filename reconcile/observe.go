@@ -16,6 +16,10 @@ import (
 // recentAction is how long an action counts as the cause of a level change.
 const recentAction = 2 * time.Minute
 
+// actionSlack is added to the stop timeout to bound one Docker action, so
+// a hung engine call cannot hold a worker (and the service lock) forever.
+const actionSlack = 30 * time.Second
+
 // observe probes c, compares what it serves with what is desired, walks the
 // remediation ladder and records all of it in rec. It returns when to look
 // again (zero: no earlier than the periodic probe) and whether c was
@@ -47,11 +51,15 @@ func (r *ContainerReconciler) observe(ctx context.Context, c dockerwatch.Contain
 
 	plan := r.Levels.Decide(desired, Observation{
 		Container: c, Probe: result, StaleProcess: stale,
-		Attempts: rec.Remediation.Attempts, NextActionAt: rec.Remediation.NextActionAt, Now: now,
+		Attempts: rec.Remediation.Attempts, NextActionAt: rec.Remediation.NextActionAt,
+		Relabels: rec.Remediation.Relabels, Now: now,
 	})
 	r.noteLevel(c, service, desired, result, plan, rec, now, log)
 	if plan.ResetBudget {
-		rec.Remediation = state.RemediationState{LastAction: rec.Remediation.LastAction, LastActionAt: rec.Remediation.LastActionAt}
+		// A new episode: budget and backoff start over; what happened last
+		// (and when the process last reloaded) stays true.
+		rm := rec.Remediation
+		rec.Remediation = state.RemediationState{LastAction: rm.LastAction, LastActionAt: rm.LastActionAt, ReloadedAt: rm.ReloadedAt}
 	}
 	if !plan.RetryAt.IsZero() && plan.RetryAt.Before(next) {
 		next = plan.RetryAt
@@ -137,8 +145,16 @@ func (r *ContainerReconciler) act(ctx context.Context, c dockerwatch.Container, 
 		log.Warn(fmt.Sprintf("%s: would %s (observe mode; no change made): %s", service, action, plan.Reason),
 			keyAction, string(plan.Action), keyReason, plan.Reason)
 		r.count(plan.Action, "dry-run")
-		r.advance(rec, plan, d, "dry-run", now)
+		r.advance(rec, plan, "dry-run", now)
 		return earlier(next, rec.Remediation.NextActionAt), false, nil
+	}
+	// The container may have changed while we waited for the service lock
+	// or probed (up to a few seconds): a user may have stopped it, and a
+	// Docker restart would start it again. Act only on what is still true.
+	cur, err := r.inspect(ctx, c.ID)
+	if err != nil || cur.State != dockerwatch.StateRunning || !cur.StartedAt.Equal(c.StartedAt) {
+		log.Debug("container changed before the action; looking again", keyAction, string(plan.Action))
+		return now.Add(minRequeue), false, nil
 	}
 	if r.Limiter != nil {
 		if wait := r.Limiter.Reserve(now); wait > 0 {
@@ -147,17 +163,32 @@ func (r *ContainerReconciler) act(ctx context.Context, c dockerwatch.Container, 
 			return earlier(next, now.Add(wait)), false, nil
 		}
 	}
-	var err error
+	// Spend the budget first: if the controller crashed or the state could
+	// not be written after the action, an unrecorded action must not be
+	// repeatable without bound.
+	r.advance(rec, plan, "started", now)
+	if err := r.Records.Put(*rec); err != nil {
+		return time.Time{}, false, fmt.Errorf("saving remediation state of %s before %s: %w", c.Name, action, err)
+	}
+	// The action runs to completion even if the controller is shutting
+	// down: a recreate cut off halfway leaves a stopped service.
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.stopTimeout()+actionSlack)
+	defer cancel()
 	replaced := false
 	switch plan.Action {
 	case ActionRestart:
-		err = r.Actions.Restart(ctx, c.ID, r.stopTimeout())
+		err = r.Actions.Restart(actx, c.ID, r.stopTimeout())
 	case ActionSignal:
-		err = r.Actions.Signal(ctx, c.ID, d.ReloadSignal)
+		err = r.Actions.Signal(actx, c.ID, d.ReloadSignal)
+		if err == nil {
+			rec.Remediation.ReloadedAt = now
+		}
 	case ActionRelabel:
 		var newID string
-		newID, err = r.Actions.Recreate(ctx, c.ID, r.relabels(res), nil, r.stopTimeout())
-		replaced = err == nil
+		newID, err = r.Actions.Recreate(actx, c.ID, r.relabels(res), nil, r.stopTimeout())
+		// A replacement that is in place counts even if the old container
+		// could not be removed (it keeps a temporary name; logged below).
+		replaced = newID != ""
 		if replaced {
 			log.Info(fmt.Sprintf("%s: relabelled as %s (new container %s)", service, res.Level, shortID(newID)))
 		}
@@ -167,7 +198,11 @@ func (r *ContainerReconciler) act(ctx context.Context, c dockerwatch.Container, 
 		result = "error"
 	}
 	r.count(plan.Action, result)
-	r.advance(rec, plan, d, result, now)
+	rec.History[len(rec.History)-1].Result = result
+	if err != nil && replaced {
+		log.Warn(fmt.Sprintf("%s: relabelled, but the old container was left behind", service), keyError, err)
+		return next, true, nil
+	}
 	if err != nil {
 		// Logged here with its cause; the next attempt waits out the
 		// backoff like any other, so a failing restart cannot loop.
@@ -180,13 +215,17 @@ func (r *ContainerReconciler) act(ctx context.Context, c dockerwatch.Container, 
 	return earlier(next, now.Add(r.Levels.StartGrace+time.Second)), replaced, nil
 }
 
-// advance moves the episode's budget and backoff after an action.
-func (r *ContainerReconciler) advance(rec *state.Record, plan Plan, d Desired, result string, now time.Time) {
+// advance moves the episode's budget and backoff for an action. A relabel
+// is counted apart (one per episode) but waits out the backoff too, so a
+// failing one cannot be retried every second.
+func (r *ContainerReconciler) advance(rec *state.Record, plan Plan, result string, now time.Time) {
 	rm := &rec.Remediation
-	if plan.Action != ActionRelabel {
+	if plan.Action == ActionRelabel {
+		rm.Relabels++
+	} else {
 		rm.Attempts++
-		rm.NextActionAt = now.Add(r.Levels.Backoff(rm.Attempts))
 	}
+	rm.NextActionAt = now.Add(r.Levels.Backoff(max(rm.Attempts, 1)))
 	rm.LastAction, rm.LastActionAt = string(plan.Action), now
 	rec.AddEvent(state.Event{At: now, Action: string(plan.Action), Result: result, Reason: plan.Reason})
 }

@@ -160,6 +160,20 @@ func DecideBundle(findings []certs.Finding) (BundleAction, certs.Reason) {
 	return BundleKeep, ""
 }
 
+// OwnerDrift reports whether the keys of a bundle read from disk are not
+// owned by the owner the container needs (e.g. its image now runs as uid
+// 1000, or crank.security.key-owner was added): the process could not read
+// its own 0600 key. Unknown owners (-1) on either side never count.
+func OwnerDrift(b *certs.BundleFiles, o certs.Owner) bool {
+	if b == nil || b.Generation == "" {
+		return false
+	}
+	differs := func(uid, gid int) bool {
+		return (o.UID >= 0 && uid >= 0 && uid != o.UID) || (o.GID >= 0 && gid >= 0 && gid != o.GID)
+	}
+	return differs(b.ServerKeyUID, b.ServerKeyGID) || differs(b.ClientKeyUID, b.ClientKeyGID)
+}
+
 // StaleProcess reports whether a running container's process started before
 // its current bundle was written, so it serves old certificates or none.
 // Python servers such as uvicorn read their certs once at start.

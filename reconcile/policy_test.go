@@ -240,3 +240,31 @@ func TestNextRenewal(t *testing.T) {
 		t.Errorf("got %s, want the earlier leaf's time plus jitter %s", got, t0.Add(31*time.Minute))
 	}
 }
+
+func TestOwnerDrift(t *testing.T) {
+	t.Parallel()
+	onDisk := func(uid, gid int) *certs.BundleFiles {
+		return &certs.BundleFiles{Generation: "..g", ServerKeyUID: uid, ServerKeyGID: gid, ClientKeyUID: uid, ClientKeyGID: gid}
+	}
+	tests := map[string]struct {
+		b     *certs.BundleFiles
+		owner certs.Owner
+		// want is whether the keys must be chowned.
+		want bool
+	}{
+		"should flag root-owned keys for a container that now runs as 1000": {b: onDisk(0, 0), owner: certs.Owner{UID: 1000, GID: 1000}, want: true},
+		"should accept keys owned by the container's user":                  {b: onDisk(1000, 1000), owner: certs.Owner{UID: 1000, GID: 1000}},
+		"should leave ownership alone when the container runs as root":      {b: onDisk(1000, 1000), owner: certs.Owner{UID: -1, GID: -1}},
+		"should flag a group that differs":                                  {b: onDisk(1000, 0), owner: certs.Owner{UID: 1000, GID: 2000}, want: true},
+		"should ignore a bundle not read from disk":                         {b: &certs.BundleFiles{}, owner: certs.Owner{UID: 1000, GID: 1000}},
+		"should ignore a missing bundle":                                    {owner: certs.Owner{UID: 1000, GID: 1000}},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			if got := OwnerDrift(tc.b, tc.owner); got != tc.want {
+				t.Errorf("got %v, want %v", got, tc.want)
+			}
+		})
+	}
+}

@@ -126,7 +126,7 @@ const minRequeue = time.Second
 // retried with backoff by the controller, unless wrapped with Terminal.
 func (r *ContainerReconciler) Reconcile(ctx context.Context, id string) (Result, error) {
 	log := r.logger().With(keyReconcileID, newReconcileID(), keyContainerID, shortID(id))
-	c, err := r.Containers.Inspect(ctx, id)
+	c, err := r.inspect(ctx, id)
 	if errors.Is(err, dockerwatch.ErrNotFound) {
 		return Result{}, r.forget(id, log)
 	}
@@ -149,6 +149,13 @@ func (r *ContainerReconciler) Reconcile(ctx context.Context, id string) (Result,
 	// Replicas of one service share one bundle directory; serialise them.
 	unlock := r.locks.lock(service)
 	defer unlock()
+	// Waiting for the lock can take as long as another replica's restart:
+	// look at the container again, so nothing below acts on stale state.
+	if c, err = r.inspect(ctx, id); errors.Is(err, dockerwatch.ErrNotFound) {
+		return Result{}, r.forget(id, log)
+	} else if err != nil {
+		return Result{}, fmt.Errorf("inspecting container %s: %w", shortID(id), err)
+	}
 	return r.reconcileBundle(ctx, c, service, log)
 }
 
@@ -174,14 +181,18 @@ func (r *ContainerReconciler) reconcileBundle(ctx context.Context, c dockerwatch
 	if err != nil {
 		bundle = nil
 	}
-	findings := certs.Validate(bundle, certs.Expectation{
+	expect := certs.Expectation{
 		Identity:      identity,
 		Authority:     r.Authority,
 		RenewFraction: r.renewFraction(),
 		KeyMode:       keyMode(owner),
 		Now:           now,
-	})
+	}
+	findings := certs.Validate(bundle, expect)
 	action, reason := DecideBundle(findings)
+	if action == BundleKeep && OwnerDrift(bundle, owner) {
+		action, reason = BundleFixPerms, certs.ReasonBadPermissions
+	}
 	var issued *certs.IssueInfo
 	switch action {
 	case BundleIssue:
@@ -216,19 +227,21 @@ func (r *ContainerReconciler) reconcileBundle(ctx context.Context, c dockerwatch
 		log.Info(fmt.Sprintf("%s: fixed key permissions (reason: %s)", service, reason), keyAction, string(action), keyReason, string(reason))
 	}
 	if action != BundleKeep {
-		// Level-triggered: record what is on disk now, not what we meant to write.
+		// Level-triggered: record what is on disk now, not what we meant
+		// to write, and what validation says of it now.
 		if bundle, err = r.Volume.ReadBundle(service); err != nil {
 			return Result{}, fmt.Errorf("re-reading bundle of %s: %w", service, err)
 		}
+		findings = certs.Validate(bundle, expect)
 	}
-	return r.record(ctx, c, service, bundle, issued, reason, now, log)
+	return r.record(ctx, c, service, bundle, issued, reason, findings, now, log)
 }
 
 // record stores what this reconcile learned, probes and remediates when a
 // prober is configured, and schedules the next look: the renewal, the next
 // periodic probe or a pending remediation step, whichever comes first.
 func (r *ContainerReconciler) record(ctx context.Context, c dockerwatch.Container, service string, b *certs.BundleFiles,
-	issued *certs.IssueInfo, reason certs.Reason, now time.Time, log *slog.Logger) (Result, error) {
+	issued *certs.IssueInfo, reason certs.Reason, findings []certs.Finding, now time.Time, log *slog.Logger) (Result, error) {
 	parsed, err := certs.ParseBundle(b)
 	if err != nil {
 		return Result{}, fmt.Errorf("parsing bundle of %s just validated: %w", service, err)
@@ -239,6 +252,11 @@ func (r *ContainerReconciler) record(ctx context.Context, c dockerwatch.Containe
 	}
 	rec.ContainerID, rec.ContainerName, rec.Service, rec.Project = c.ID, c.Name, service, c.Project
 	rec.DNSNames = c.DNSNames()
+	// Validation reasons of the bundle as it is now (after any repair).
+	rec.Findings = nil
+	for _, f := range findings {
+		rec.Findings = append(rec.Findings, string(f.Reason))
+	}
 	rec.Bundle.Generation = b.Generation
 	rec.Bundle.WrittenAt = b.WrittenAt
 	rec.Bundle.ServerSerial = certs.SerialString(parsed.ServerCert.SerialNumber)
@@ -253,7 +271,13 @@ func (r *ContainerReconciler) record(ctx context.Context, c dockerwatch.Containe
 		rec.Bundle.IssuedAt = now
 		rec.AddEvent(state.Event{At: now, Action: "issue", Result: "ok", Reason: string(reason)})
 	}
-	stale, why := StaleProcess(c, b.WrittenAt)
+	// A process that reloaded its certificates on a signal after the
+	// bundle was written is as good as one started after it.
+	started := c
+	if rec.Remediation.ReloadedAt.After(started.StartedAt) {
+		started.StartedAt = rec.Remediation.ReloadedAt
+	}
+	stale, why := StaleProcess(started, b.WrittenAt)
 	if stale && !rec.NeedsRestart {
 		log.Warn(fmt.Sprintf("%s: running with certificates older than its bundle; restart needed", service), keyReason, why)
 	}
@@ -282,6 +306,16 @@ func (r *ContainerReconciler) record(ctx context.Context, c dockerwatch.Containe
 	after := max(next.Sub(now), minRequeue)
 	log.Debug("container reconciled", keyGeneration, b.Generation, keyRequeue, after)
 	return Result{RequeueAfter: after}, nil
+}
+
+// inspectTimeout bounds one inspect; a hung engine call must not hold a
+// worker forever.
+const inspectTimeout = 30 * time.Second
+
+func (r *ContainerReconciler) inspect(ctx context.Context, id string) (dockerwatch.Container, error) {
+	ctx, cancel := context.WithTimeout(ctx, inspectTimeout)
+	defer cancel()
+	return r.Containers.Inspect(ctx, id)
 }
 
 // forget drops the record of a container that is gone or no longer managed.

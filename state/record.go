@@ -75,6 +75,12 @@ type RemediationState struct {
 	Degraded     string    // non-empty: gave up, and why
 	LastAction   string
 	LastActionAt time.Time
+	// Relabels counts relabel attempts in this episode: at most one is made,
+	// so a recreate that fails (and rolls back) is never retried in a loop.
+	Relabels int
+	// ReloadedAt is when a reload signal was last delivered; a process that
+	// reloaded after its bundle was written is not stale.
+	ReloadedAt time.Time
 }
 
 // Event is one action the controller took on a container, and its outcome.
