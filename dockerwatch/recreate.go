@@ -137,13 +137,17 @@ type recreation struct {
 	spec                 recreateSpec
 
 	stopped, renamed bool
+	stopFailed       bool // the stop call returned an error (it may still be under way)
 	newID            string
+	stopTimeout      time.Duration
 }
 
 func (r *recreation) run(ctx context.Context, stopTimeout time.Duration) (string, error) {
 	if r.running {
 		r.stopped = true // a failed stop may still have stopped it
+		r.stopTimeout = stopTimeout
 		if err := r.api.ContainerStop(ctx, r.oldID, container.StopOptions{Timeout: stopSeconds(stopTimeout)}); err != nil {
+			r.stopFailed = true
 			return "", r.fail(ctx, "stopping the old container", err)
 		}
 	}
@@ -194,6 +198,13 @@ func (r *recreation) fail(ctx context.Context, step string, cause error) error {
 		}
 	}
 	if r.stopped {
+		if r.stopFailed {
+			// A stop whose call failed (a timeout, a cancelled client) can
+			// still be under way in the engine; a start now would be a
+			// no-op and the stop would then win. Stop again, uncancelled,
+			// which returns once the container is down, then start.
+			_ = r.api.ContainerStop(rctx, r.oldID, container.StopOptions{Timeout: stopSeconds(r.stopTimeout)})
+		}
 		if err := r.api.ContainerStart(rctx, r.oldID, container.StartOptions{}); err != nil {
 			errs = append(errs, fmt.Errorf("starting the old container again: %w", err))
 		}

@@ -202,7 +202,8 @@ func TestRecreateRollsBack(t *testing.T) {
 	}{
 		"should start the old container again when stopping it fails": {
 			old: twoNetworks(), failAt: []string{"stop old"},
-			want:     []string{"inspect old", "image app:1.2", "stop old", "start old"},
+			// The failed stop is finished (uncancelled) before the start.
+			want:     []string{"inspect old", "image app:1.2", "stop old", "stop old", "start old"},
 			wantSent: ErrRolledBack,
 		},
 		"should start the old container again when renaming it fails": {
