@@ -39,6 +39,7 @@ func Build(recs []state.Record, sum Summary, now time.Time, recent int) Report {
 		CANotAfter:  utc(sum.CANotAfter),
 		CASubject:   sum.CASubject,
 		CADaysLeft:  daysLeft(sum.CANotAfter, now),
+		CARollover:  sum.CARollover,
 		Counts:      make(map[string]int, len(countedLevels)+1),
 	}
 	for _, l := range countedLevels {

@@ -34,6 +34,21 @@ type Summary struct {
 	Version     string    // controller version, from the build info
 	CANotAfter  time.Time // expiry of the active (issuing) CA
 	CASubject   string    // subject of the active CA, e.g. "CN=crank-mtls-controller CA"
+	// CARollover is the CA rollover's progress, shown as
+	// summary.ca_rollover; nil leaves it out.
+	CARollover *Rollover
+}
+
+// Rollover is a CA rollover's progress: the phase (idle, overlap, reissue),
+// since when, how many services are done, and which ones it waits for.
+type Rollover struct {
+	Phase      string    `json:"phase"`
+	Since      time.Time `json:"since,omitzero"`
+	Done       int       `json:"done"`
+	Total      int       `json:"total"`
+	WaitingFor []string  `json:"waiting_for,omitempty"`
+	Message    string    `json:"message,omitempty"`
+	RotateAt   time.Time `json:"rotate_at,omitzero"` // when the active CA rolls over by itself
 }
 
 // Funcs adapts two functions to a Source, which is all the controller needs:
@@ -82,6 +97,9 @@ type Overview struct {
 	CANotAfter  time.Time `json:"ca_not_after,omitzero"`
 	CASubject   string    `json:"ca_subject,omitempty"`
 	CADaysLeft  *int      `json:"ca_days_left,omitempty"` // whole days until CANotAfter; negative once expired
+	// CARollover: phase (idle, overlap, reissue), since, done/total,
+	// waiting_for and the CAs involved.
+	CARollover *Rollover `json:"ca_rollover,omitempty"`
 	// Counts maps an observed level to the number of containers at it. All
 	// four levels (mtls, tls, plain, down) are always present; "unknown"
 	// appears when some container was never probed.

@@ -76,4 +76,3 @@ func ensurePrivateDir(dir string) error {
 	}
 	return nil
 }
-

@@ -15,6 +15,7 @@ import (
 	"github.com/crank-platform/crank-mtls-controller/certs"
 	"github.com/crank-platform/crank-mtls-controller/probe"
 	"github.com/crank-platform/crank-mtls-controller/reconcile"
+	"github.com/crank-platform/crank-mtls-controller/rotation"
 )
 
 // Config is the controller's whole configuration. Every field has a flag
@@ -50,6 +51,12 @@ type Config struct {
 	ActionInterval    time.Duration
 	ProductionMinimum probe.Level
 	Quarantine        map[string]string
+
+	// rotation (issue 6): CA rollover and expiry warnings.
+	CARotateFraction float64
+	CARotateTimeout  time.Duration
+	CARotateInterval time.Duration
+	ExpiryWarn       []time.Duration
 }
 
 // flagDef ties a flag to its environment variable and documents both.
@@ -86,6 +93,11 @@ var flagDefs = []flagDef{
 	{"action-interval", "CRANK_ACTION_INTERVAL", "5s", "global limit: at most one container action per interval across the stack"},
 	{"production-min-level", "CRANK_PRODUCTION_MIN_LEVEL", "mtls", "lowest level a label may ask for in production: mtls, tls or plain"},
 	{"quarantine-labels", "CRANK_QUARANTINE_LABELS", "", "labels added when a container is relabelled, as k=v,k=v (e.g. traefik.enable=false)"},
+	// rotation (issue 6)
+	{"ca-rotate-fraction", "CRANK_CA_ROTATE_FRACTION", "0.8", "start a CA rollover by itself after this fraction of the CA's lifetime (0 < f < 1)"},
+	{"ca-rotate-timeout", "CRANK_CA_ROTATE_TIMEOUT", "24h", "longest a rollover phase waits for services to catch up; then it proceeds with an ERROR naming them"},
+	{"ca-rotate-interval", "CRANK_CA_ROTATE_INTERVAL", "5s", "how often the CA rollover looks at its progress (and for a `controller ca rotate` request)"},
+	{"expiry-warn", "CRANK_EXPIRY_WARN", "720h,168h,24h", "log a WARN when the CA is this close to expiry, once per threshold"},
 }
 
 // parseConfig reads flags from args and variables from getenv. Every error
@@ -147,13 +159,43 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	cfg.Quarantine = p.labels("quarantine-labels")
 	cfg.LogLevel = p.level("log-level")
 	cfg.KeyAlgorithm = p.keyAlgorithm("key-algorithm")
-	if p.err == nil && cfg.CertsRoot == cfg.StateDir {
-		p.fail("certs-root", fmt.Errorf("must differ from --state-dir: the CA key must never be in the shared volume"))
+	// rotation (issue 6)
+	cfg.CARotateFraction = p.fraction("ca-rotate-fraction")
+	cfg.CARotateTimeout = p.duration("ca-rotate-timeout", time.Minute)
+	cfg.CARotateInterval = p.duration("ca-rotate-interval", 100*time.Millisecond)
+	cfg.ExpiryWarn = p.thresholds("expiry-warn")
+	// The CA key and the operator's key must never be in the shared volume:
+	// neither directory may contain the other, however the paths are spelt.
+	if p.err == nil && overlaps(cfg.CertsRoot, cfg.StateDir) {
+		p.fail("certs-root", fmt.Errorf("%s and --state-dir %s overlap: the CA key must never be in the shared volume", cfg.CertsRoot, cfg.StateDir))
+	}
+	if p.err == nil && overlaps(cfg.CertsRoot, cfg.OperatorDir) {
+		p.fail("operator-dir", fmt.Errorf("%s overlaps --certs-root %s: the operator's key must never be in the shared volume", cfg.OperatorDir, cfg.CertsRoot))
 	}
 	if p.err == nil && cfg.LeafLifetime >= cfg.CALifetime {
 		p.fail("leaf-lifetime", fmt.Errorf("%s must be shorter than --ca-lifetime %s", cfg.LeafLifetime, cfg.CALifetime))
 	}
 	return cfg, p.err
+}
+
+// overlaps reports whether one directory is the other or inside it.
+// Symlinks are resolved where the paths exist.
+func overlaps(a, b string) bool {
+	clean := func(p string) string {
+		if abs, err := filepath.Abs(p); err == nil {
+			p = abs
+		}
+		if real, err := filepath.EvalSymlinks(p); err == nil {
+			p = real
+		}
+		return filepath.Clean(p)
+	}
+	a, b = clean(a), clean(b)
+	inside := func(child, parent string) bool {
+		rel, err := filepath.Rel(parent, child)
+		return err == nil && (rel == "." || (rel != ".." && !strings.HasPrefix(rel, "../")))
+	}
+	return inside(a, b) || inside(b, a)
 }
 
 // parser accumulates the first error while reading values, so parseConfig
@@ -275,6 +317,15 @@ func (p *parser) keyAlgorithm(name string) certs.KeyAlgorithm {
 		p.fail(name, err)
 	}
 	return a
+}
+
+// thresholds parses --expiry-warn. rotation (issue 6)
+func (p *parser) thresholds(name string) []time.Duration {
+	ts, err := rotation.ParseThresholds(p.str(name))
+	if err != nil {
+		p.fail(name, err)
+	}
+	return ts
 }
 
 // flagHelp is returned when -h was asked for; it is not an error to report.

@@ -50,6 +50,18 @@ func TestParseConfig(t *testing.T) {
 		"should reject a certs root equal to the state dir": {
 			args: []string{"--certs-root", "/x", "--state-dir", "/x"}, wantErr: "CA key must never be in the shared volume",
 		},
+		"should reject a state dir inside the certs root": {
+			args: []string{"--certs-root", "/certs", "--state-dir", "/certs/controller/"}, wantErr: "overlap",
+		},
+		"should reject a certs root inside the state dir": {
+			args: []string{"--certs-root", "/state/../state/certs", "--state-dir", "/state"}, wantErr: "overlap",
+		},
+		"should reject an operator dir inside the certs root": {
+			args: []string{"--operator-dir", "/certs/operator"}, wantErr: "operator's key",
+		},
+		"should accept sibling directories with a common prefix": {
+			args: []string{"--certs-root", "/srv/certs", "--state-dir", "/srv/certs-state"},
+		},
 		"should reject zero workers":            {args: []string{"--workers", "0"}, wantErr: "outside 1-64"},
 		"should reject a malformed duration":    {args: []string{"--resync", "often"}, wantErr: "invalid --resync"},
 		"should reject a renew fraction of one": {args: []string{"--renew-fraction", "1"}, wantErr: "strictly between"},

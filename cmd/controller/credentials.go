@@ -1,15 +1,12 @@
 package main
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"log/slog"
 	"time"
 
 	"github.com/crank-platform/crank-mtls-controller/certs"
-	"github.com/crank-platform/crank-mtls-controller/probe"
 )
 
 // controllerIdentity is the client identity the prober presents. It is a
@@ -36,24 +33,7 @@ func proberCredentials(a *certs.Authority, opts certs.IssueOptions, now time.Tim
 	return cert, a.TrustPool(), certs.RenewAt(leaf, certs.DefaultRenewFraction), nil
 }
 
-// renewProberCredentials keeps the prober's client certificate fresh: it
-// reissues at 2/3 of the lifetime and swaps it in without a restart.
-func renewProberCredentials(ctx context.Context, p *probe.Prober, a *certs.Authority, opts certs.IssueOptions, renewAt time.Time, log *slog.Logger) error {
-	for {
-		t := time.NewTimer(max(time.Until(renewAt), time.Second))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil
-		case <-t.C:
-		}
-		cert, roots, next, err := proberCredentials(a, opts, time.Now())
-		if err != nil {
-			log.Error("renewing the prober's client certificate; retrying in a minute", keyError, err)
-			renewAt = time.Now().Add(time.Minute)
-			continue
-		}
-		p.SetCredentials(cert, roots)
-		renewAt = next
-	}
-}
+// rotation (issue 6): renewProberCredentials was removed. rotation.Rotator
+// now owns the prober's credentials after start: it renews them at 2/3 of
+// their lifetime and, during a CA rollover's overlap, presents a certificate
+// signed by the successor. Two owners would undo each other's certificate.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
+	"time"
 )
 
 func main() {
@@ -23,14 +24,16 @@ func dispatch(args []string) int {
 		return runHealthcheck(args)
 	case "status": // issue 5: operator CLI, statuscmd.go
 		return runStatus(args, os.Stdout, os.Stderr, lookupEnv)
+	case "ca": // rotation (issue 6): CA rollover CLI, cacmd.go
+		return runCA(args, os.Stdout, os.Stderr, lookupEnv, time.Now)
 	case "version":
 		fmt.Println(version())
 		return 0
 	case "help":
-		fmt.Println("usage: controller [run] [flags] | healthcheck [listen-addr] | status [flags] | version\n\nrun 'controller run -h' or 'controller status -h' for flags")
+		fmt.Println("usage: controller [run] [flags] | healthcheck [listen-addr] | status [flags] | ca rotate|status | version\n\nrun 'controller run -h' or 'controller status -h' for flags") // rotation (issue 6): ca
 		return 0
 	default:
-		fmt.Fprintf(os.Stderr, "controller: unknown command %q (want run, healthcheck, status or version)\n", cmd)
+		fmt.Fprintf(os.Stderr, "controller: unknown command %q (want run, healthcheck, status, ca or version)\n", cmd) // rotation (issue 6): ca
 		return 2
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/crank-platform/crank-mtls-controller/dockerwatch"
 	"github.com/crank-platform/crank-mtls-controller/probe"
 	"github.com/crank-platform/crank-mtls-controller/reconcile"
+	"github.com/crank-platform/crank-mtls-controller/rotation"
 	"github.com/crank-platform/crank-mtls-controller/state"
 	"github.com/crank-platform/crank-mtls-controller/status"
 )
@@ -82,14 +83,21 @@ func handleSignals(cancel context.CancelFunc, timeout time.Duration, log *slog.L
 	os.Exit(1)
 }
 
-// run wires the components and blocks until ctx ends.
+// run wires the components and blocks until ctx ends or one of them fails.
 func run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	log.Info("starting", keyVersion, version(), keyEnvironment, cfg.Environment, keyMode, cfg.Mode)
 	now := time.Now()
 	authority, created, err := certs.OpenAuthority(cfg.StateDir, certs.AuthorityOptions{
 		KeyAlgorithm: certs.ECDSAP256,
 		Lifetime:     cfg.CALifetime,
 	}, now)
+	if errors.Is(err, certs.ErrCAExpired) && authority != nil {
+		// rotation (issue 6): an expired CA is recovered, not a reason to stay down.
+		log.Error("the CA has expired; recovering with a new CA", keyError, err)
+		err = rotation.RecoverExpired(authority, now, log)
+	}
 	if err != nil {
 		return fmt.Errorf("opening the CA in %s: %w", cfg.StateDir, err)
 	}
@@ -116,7 +124,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	issue := certs.IssueOptions{KeyAlgorithm: cfg.KeyAlgorithm, Lifetime: cfg.LeafLifetime}
-	clientCert, roots, renewAt, err := proberCredentials(authority, issue, time.Now())
+	clientCert, roots, _, err := proberCredentials(authority, issue, time.Now()) // rotation (issue 6): the rotator renews it
 	if err != nil {
 		return err
 	}
@@ -153,6 +161,24 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		ProbeInterval:  cfg.ProbeInterval,
 		SharedNetworks: networks,
 	}
+	// rotation (issue 6): CA rollover. It also owns the prober's client
+	// certificate from here on (renewal, and the successor's during an overlap).
+	rotator := &rotation.Rotator{
+		Authority:      authority,
+		Store:          store,
+		Volume:         volume,
+		Containers:     docker,
+		Prober:         prober,
+		ProberIdentity: certs.Identity{Service: controllerIdentity, DNSNames: []string{controllerIdentity}},
+		Issue:          issue,
+		Enqueue:        queue.Add,
+		StateDir:       cfg.StateDir,
+		Fraction:       cfg.CARotateFraction,
+		Timeout:        cfg.CARotateTimeout,
+		Interval:       cfg.CARotateInterval,
+		ExpiryWarn:     cfg.ExpiryWarn,
+		Log:            log,
+	}
 	ctrl := reconcile.NewController(rec, queue, reconcile.ControllerOptions{Workers: cfg.Workers, Logger: log, Metrics: m})
 	watcher := dockerwatch.NewWatcher(docker.SDK(), queue, dockerwatch.WatcherOptions{
 		Resync: cfg.Resync, WatchdogInterval: cfg.Watchdog, Logger: log, Metrics: m,
@@ -163,7 +189,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		SummaryFunc: func() status.Summary {
 			ca := authority.Active().Cert
 			return status.Summary{Mode: cfg.Mode, Environment: cfg.Environment, Project: scope.Project,
-				Version: version(), CANotAfter: ca.NotAfter, CASubject: ca.Subject.String()}
+				Version: version(), CANotAfter: ca.NotAfter, CASubject: ca.Subject.String(), CARollover: rolloverSummary(rotator.Status())}
 		},
 	})
 	plainStatus := statusHandler
@@ -198,10 +224,13 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		goRun("status-mtls", mtlsSrv)
 	}
 	goRun("controller", ctrl.Start)
-	goRun("credentials", func(ctx context.Context) error {
-		return renewProberCredentials(ctx, prober, authority, issue, renewAt, log)
+	goRun("ca-rotation", rotator.Start) // rotation (issue 6): replaces the "credentials" renewal loop
+	goRun("records", func(ctx context.Context) error {
+		return sweepRecords(ctx, store, queue, cfg.Resync, func() {
+			// The active CA changes on a rollover or a recovery.
+			m.Expiry("", "ca", authority.Active().Cert.NotAfter)
+		}, log)
 	})
-	goRun("records", func(ctx context.Context) error { return sweepRecords(ctx, store, queue, cfg.Resync, log) })
 	goRun("watcher", watcher.Start)
 	goRun("http", func(ctx context.Context) error {
 		go func() {
@@ -218,6 +247,10 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	var first error
 	select {
 	case first = <-errs:
+		// One part failed: stop the others, so the process exits (and its
+		// restart policy brings it back) instead of running without it.
+		log.Error("a component failed; shutting down", keyError, first)
+		cancel()
 	case <-ctx.Done():
 	}
 	wg.Wait()
@@ -301,11 +334,23 @@ func newMux(reg *prometheus.Registry, ready readiness, statusHandler http.Handle
 // sweepRecords enqueues every container the state remembers, at start and
 // then every interval. The watcher's list only shows containers that exist;
 // this is how records of containers destroyed while the controller was down
-// (or during a cut event stream) are found and cleaned up.
-func sweepRecords(ctx context.Context, store *state.Store, queue *reconcile.Queue, every time.Duration, log *slog.Logger) error {
-	t := time.NewTicker(every)
+// (or during a cut event stream) are found and cleaned up. tick runs every
+// 30s at most, for gauges that follow state outside the reconciler.
+func sweepRecords(ctx context.Context, store *state.Store, queue *reconcile.Queue, every time.Duration, tick func(), log *slog.Logger) error {
+	t := time.NewTicker(min(every, 30*time.Second))
 	defer t.Stop()
+	last := time.Time{}
 	for {
+		tick()
+		if time.Since(last) < every {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-t.C:
+			}
+			continue
+		}
+		last = time.Now()
 		recs, err := store.List()
 		if err != nil {
 			log.Error("listing state records for sweep", keyError, err)
@@ -319,4 +364,10 @@ func sweepRecords(ctx context.Context, store *state.Store, queue *reconcile.Queu
 		case <-t.C:
 		}
 	}
+}
+
+// rolloverSummary is the status API's view of the rotator's progress.
+func rolloverSummary(st rotation.Status) *status.Rollover {
+	return &status.Rollover{Phase: string(st.Phase), Since: st.Since, Done: st.Done, Total: st.Total,
+		WaitingFor: st.WaitingFor, Message: st.Message, RotateAt: st.RotateAt}
 }

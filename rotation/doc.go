@@ -1,0 +1,32 @@
+// Package rotation rolls the controller's CA over without breaking a
+// running stack, and brings the controller back by itself when its CA has
+// expired (issue 6).
+//
+// A rollover has three phases, persisted in the state store's meta under
+// MetaKey so a restart at any step resumes where it was:
+//
+//	idle     -> overlap  CreateSuccessor: every trust bundle holds old + new
+//	overlap  -> reissue  Promote: issuance switches to the new CA
+//	reissue  -> idle     Retire: the old CA leaves the trust bundles
+//
+// The Rotator only moves the CA files (through certs.Authority) and the
+// prober's client certificate; the reconciler does the rest as usual:
+// trust-bundle-stale rewrites ca.crt, wrong-issuer reissues leaves, and the
+// stale-process rule restarts services, staggered by the global limiter.
+// Each phase ends on evidence, not on a timer: during the overlap the
+// prober presents a certificate signed by the SUCCESSOR, so only a service
+// that reloaded the new trust bundle reaches its desired level; during
+// reissue every service must serve the leaf on disk, issued by the new CA.
+// --ca-rotate-timeout bounds the wait, after which it proceeds with an ERROR
+// naming the laggards.
+//
+// The CA files are the source of truth for which CAs exist; the meta only
+// adds when each phase started. Gathering (Docker, the volume, the state
+// store) is kept apart from deciding (Decide, ReconcileMeta, the blocker
+// checks), which are pure and table-tested.
+//
+// It talks to: certs (Authority, Volume reads), state (records and meta),
+// dockerwatch (the Container model, through ContainerGetter) and the prober
+// (SetCredentials). The CLI (`controller ca rotate|status`) only touches two
+// small files in the state dir: RequestFile and StatusFile.
+package rotation

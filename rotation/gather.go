@@ -1,0 +1,98 @@
+package rotation
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io/fs"
+
+	"github.com/crank-platform/crank-mtls-controller/certs"
+	"github.com/crank-platform/crank-mtls-controller/dockerwatch"
+	"github.com/crank-platform/crank-mtls-controller/state"
+)
+
+// gather builds the Members of a phase: every recorded (so managed)
+// container that still exists, with Docker's view of its process, its
+// service's bundle as it is on disk, and its last probe. Records say
+// nothing about whether a container runs, so Docker is asked; the bundle
+// is read rather than trusted from the record, because the files win.
+func (r *Rotator) gather(ctx context.Context, phase Phase) ([]Member, error) {
+	recs, err := r.Store.List()
+	if err != nil {
+		return nil, fmt.Errorf("CA rollover: listing records: %w", err)
+	}
+	newCA := r.Authority.Active().Cert
+	if phase == PhaseOverlap {
+		if next := r.Authority.Successor(); next != nil {
+			newCA = next.Cert
+		}
+	}
+	active := r.Authority.Active().Cert
+	bundles := map[string]BundleFacts{}
+	var out []Member
+	for _, rec := range recs {
+		c, err := r.Containers.Inspect(ctx, rec.ContainerID)
+		if errors.Is(err, dockerwatch.ErrNotFound) {
+			continue // gone: nothing to wait for
+		}
+		if err != nil {
+			return nil, fmt.Errorf("CA rollover: %w", err)
+		}
+		b, ok := bundles[rec.Service]
+		if !ok {
+			if b, err = r.bundleFacts(rec.Service, newCA, active); err != nil {
+				return nil, err
+			}
+			bundles[rec.Service] = b
+		}
+		out = append(out, Member{
+			Service: rec.Service, Container: rec.ContainerName,
+			Running: c.State == dockerwatch.StateRunning, StartedAt: c.StartedAt, ReloadedAt: rec.Remediation.ReloadedAt,
+			Bundle: b, Probe: probeFacts(rec), Degraded: rec.Remediation.Degraded,
+		})
+	}
+	return out, nil
+}
+
+// bundleFacts reads service's bundle. A missing or unreadable bundle is
+// reported as not found (the reconciler is about to write it); an unsafe
+// volume layout is an error for a human.
+func (r *Rotator) bundleFacts(service string, newCA, active *x509.Certificate) (BundleFacts, error) {
+	b, err := r.Volume.ReadBundle(service)
+	if errors.Is(err, fs.ErrNotExist) {
+		return BundleFacts{}, nil
+	}
+	if err != nil {
+		return BundleFacts{}, fmt.Errorf("CA rollover: reading the bundle of %s: %w", service, err)
+	}
+	return bundleFactsOf(b, newCA, active), nil
+}
+
+// bundleFactsOf is the pure half of bundleFacts.
+func bundleFactsOf(b *certs.BundleFiles, newCA, active *x509.Certificate) BundleFacts {
+	f := BundleFacts{WrittenAt: b.WrittenAt}
+	cas, err := certs.ParseCertificatesPEM(b.CA)
+	if err != nil {
+		return f
+	}
+	leaves, err := certs.ParseCertificatesPEM(b.ServerCert)
+	if err != nil {
+		return f
+	}
+	f.Found = true
+	for _, c := range cas {
+		if c.Equal(newCA) {
+			f.TrustsSuccessor = true
+		}
+	}
+	f.ServerFingerprint = fingerprint(leaves[0])
+	f.ServerFromActive = leaves[0].CheckSignatureFrom(active) == nil
+	return f
+}
+
+func probeFacts(rec state.Record) ProbeFacts {
+	lv := rec.Level
+	return ProbeFacts{At: lv.LastProbeAt, Observed: rec.ObservedLevel, Desired: lv.Desired,
+		Findings: lv.ProbeFindings, ServedFingerprint: lv.ServedFingerprint}
+}
