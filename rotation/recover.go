@@ -40,8 +40,7 @@ func RecoverExpired(a *certs.Authority, now time.Time, log *slog.Logger) error {
 		return fmt.Errorf("recovering the expired CA: its successor %q expired as well at %s", next.Cert.Subject.CommonName,
 			next.Cert.NotAfter.UTC().Format(time.RFC3339))
 	case next == nil:
-		var err error
-		if next, err = a.CreateSuccessor(now); err != nil && !errors.Is(err, certs.ErrSuccessorExists) {
+		if _, err := a.CreateSuccessor(now); err != nil && !errors.Is(err, certs.ErrSuccessorExists) {
 			return fmt.Errorf("recovering the expired CA: %w", err)
 		}
 	}
