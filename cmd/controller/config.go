@@ -139,7 +139,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 		Project:       p.str("project"),
 		TrustDomain:   p.nonEmpty("trust-domain"),
 		LeafLifetime:  p.duration("leaf-lifetime", time.Minute),
-		CALifetime:    p.duration("ca-lifetime", time.Hour),
+		CALifetime:    p.duration("ca-lifetime", 2*time.Minute), // short only for tests and demos of rotation
 		RenewFraction: p.fraction("renew-fraction"),
 		Shutdown:      p.duration("shutdown-timeout", time.Second),
 	}
