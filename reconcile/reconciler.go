@@ -147,14 +147,20 @@ func (r *ContainerReconciler) Reconcile(ctx context.Context, id string) (Result,
 	log = log.With(keyService, service)
 
 	// Replicas of one service share one bundle directory; serialise them.
+	waitStart := time.Now()
 	unlock := r.locks.lock(service)
 	defer unlock()
 	// Waiting for the lock can take as long as another replica's restart:
-	// look at the container again, so nothing below acts on stale state.
-	if c, err = r.inspect(ctx, id); errors.Is(err, dockerwatch.ErrNotFound) {
-		return Result{}, r.forget(id, log)
-	} else if err != nil {
-		return Result{}, fmt.Errorf("inspecting container %s: %w", shortID(id), err)
+	// then look at the container again, so nothing below acts on stale
+	// state. Not otherwise: on a create, a second inspect would queue
+	// behind `docker start`, which holds the container's lock in the
+	// engine, and the bundle would land after the process started.
+	if time.Since(waitStart) > lockWaitReinspect {
+		if c, err = r.inspect(ctx, id); errors.Is(err, dockerwatch.ErrNotFound) {
+			return Result{}, r.forget(id, log)
+		} else if err != nil {
+			return Result{}, fmt.Errorf("inspecting container %s: %w", shortID(id), err)
+		}
 	}
 	return r.reconcileBundle(ctx, c, service, log)
 }
@@ -307,6 +313,10 @@ func (r *ContainerReconciler) record(ctx context.Context, c dockerwatch.Containe
 	log.Debug("container reconciled", keyGeneration, b.Generation, keyRequeue, after)
 	return Result{RequeueAfter: after}, nil
 }
+
+// lockWaitReinspect is how long a wait for the service lock makes the
+// first inspect too old to act on.
+const lockWaitReinspect = 100 * time.Millisecond
 
 // inspectTimeout bounds one inspect; a hung engine call must not hold a
 // worker forever.
