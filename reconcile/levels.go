@@ -205,7 +205,7 @@ func (p Policy) Decide(d Desired, o Observation) Plan {
 		return plan
 	}
 	if !plan.Drift && !plan.Reload {
-		plan.ResetBudget = o.Attempts > 0
+		plan.ResetBudget = o.Attempts > 0 || o.Relabels > 0 || !o.NextActionAt.IsZero()
 		plan.Reason = "at desired level"
 		return plan
 	}

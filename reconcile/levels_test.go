@@ -98,6 +98,9 @@ func TestDecide(t *testing.T) {
 		"should do nothing at the desired level": {
 			desired: mtlsWant, obs: Observation{Container: running, Probe: mtls}, wantReason: "at desired level",
 		},
+		"should end the episode after a relabel too, so a later drift may relabel again": {
+			desired: mtlsWant, obs: Observation{Container: running, Probe: mtls, Relabels: 1, NextActionAt: now.Add(-time.Minute)}, wantReset: true,
+		},
 		"should end the episode when a drifted container is back at its level": {
 			desired: mtlsWant, obs: Observation{Container: running, Probe: mtls, Attempts: 2}, wantReset: true,
 		},

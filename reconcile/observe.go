@@ -156,6 +156,10 @@ func (r *ContainerReconciler) act(ctx context.Context, c dockerwatch.Container, 
 		log.Debug("container changed before the action; looking again", keyAction, string(plan.Action))
 		return now.Add(minRequeue), false, nil
 	}
+	// The probe may have taken seconds; book the global slot (and the
+	// backoff) from the time of the action, not of the reconcile's start,
+	// or two restarts could land close together.
+	now = r.now()
 	if r.Limiter != nil {
 		if wait := r.Limiter.Reserve(now); wait > 0 {
 			log.Info(fmt.Sprintf("%s: %s deferred by the global action rate limit", service, action), keyRequeue, wait)
@@ -181,7 +185,10 @@ func (r *ContainerReconciler) act(ctx context.Context, c dockerwatch.Container, 
 	case ActionSignal:
 		err = r.Actions.Signal(actx, c.ID, d.ReloadSignal)
 		if err == nil {
-			rec.Remediation.ReloadedAt = now
+			// The process reloads after the signal, which comes after the
+			// bundle write: never record a reload older than that write
+			// (now was taken before it, in the same reconcile).
+			rec.Remediation.ReloadedAt = later(r.now(), rec.Bundle.WrittenAt)
 		}
 	case ActionRelabel:
 		var newID string
@@ -260,6 +267,13 @@ func (r *ContainerReconciler) stopTimeout() time.Duration {
 		return 10 * time.Second
 	}
 	return r.StopTimeout
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 func earlier(a, b time.Time) time.Time {

@@ -62,9 +62,14 @@ func (r *Rotator) ensureCredentials(phase Phase, now time.Time) error {
 	}
 	r.Prober.SetCredentials(cert, a.TrustPool())
 	// Taken after the swap: a probe recorded at or after this time started
-	// with these credentials (a probe reads them when it starts).
+	// with these credentials (a probe reads them when it starts). A plain
+	// renewal by the same signer keeps the old time: the overlap's evidence
+	// (probes with the successor's certificate) stays valid.
 	since := r.now()
 	r.mu.Lock()
+	if current.signer == fingerprint(signer.Cert) && !current.since.IsZero() {
+		since = current.since
+	}
 	r.creds = proberCreds{key: key, signer: fingerprint(signer.Cert), renewAt: certs.RenewAt(leaf, certs.DefaultRenewFraction), since: since}
 	r.mu.Unlock()
 	return nil

@@ -14,7 +14,7 @@ import (
 func member(svc string, opts ...func(*Member)) Member {
 	m := Member{
 		Service: svc, Container: svc + "-1", Running: true, StartedAt: t0.Add(2 * time.Minute),
-		Bundle: BundleFacts{Found: true, WrittenAt: t0.Add(time.Minute), TrustsSuccessor: true, ServerFingerprint: "aa", ServerFromActive: true},
+		Bundle: BundleFacts{Found: true, WrittenAt: t0.Add(time.Minute), TrustsSuccessor: true, ServerFingerprint: "aa", ServerFromActive: true, ClientFromActive: true},
 		Probe:  ProbeFacts{At: t0.Add(3 * time.Minute), Observed: "mtls", Desired: "mtls", ServedFingerprint: "aa"},
 	}
 	for _, o := range opts {
@@ -35,6 +35,7 @@ func rejectsNew(m *Member) {
 func belowDesired(m *Member)  { m.Probe.Observed = "tls" }
 func degraded(m *Member)      { m.Degraded = "restart budget (3) spent" }
 func oldIssuer(m *Member)     { m.Bundle.ServerFromActive = false }
+func oldClient(m *Member)     { m.Bundle.ClientFromActive = false }
 func servesOldLeaf(m *Member) { m.Probe.ServedFingerprint = "bb" }
 func servesNoTLS(m *Member) {
 	m.Probe.Observed, m.Probe.Desired, m.Probe.ServedFingerprint = "plain", "plain", ""
@@ -113,8 +114,12 @@ func TestDecide(t *testing.T) {
 			in:          Inputs{Now: t0.Add(time.Hour), Meta: overlap, CA: ca, CredsSince: credsSince, Members: []Member{member("web", rejectsNew)}},
 			wantWaiting: []string{"web"}, wantWhy: "refused the new CA's client certificate", wantDone: [2]int{0, 1},
 		},
-		"should wait for a degraded service below its desired level and say it is degraded": {
-			in:          Inputs{Now: t0.Add(time.Hour), Meta: overlap, CA: ca, CredsSince: credsSince, Members: []Member{member("web", belowDesired, degraded)}},
+		"should not let a service below its desired level for other reasons hold the overlap up": {
+			in:         Inputs{Now: t0.Add(time.Hour), Meta: overlap, CA: ca, CredsSince: credsSince, Members: []Member{member("web", belowDesired, degraded)}},
+			wantAction: ActionPromote, wantDone: [2]int{1, 1},
+		},
+		"should wait for a degraded service that never reloaded and say it is degraded": {
+			in:          Inputs{Now: t0.Add(time.Hour), Meta: overlap, CA: ca, CredsSince: credsSince, Members: []Member{member("web", staleProcess, degraded)}},
 			wantWaiting: []string{"web"}, wantWhy: "degraded: restart budget (3) spent", wantDone: [2]int{0, 1},
 		},
 		"should wait for a service when only one of its replicas is through": {
@@ -147,9 +152,17 @@ func TestDecide(t *testing.T) {
 			in:         Inputs{Now: t0.Add(time.Hour), Meta: reissue, CA: ca, Members: []Member{member("web", servesNoTLS)}},
 			wantAction: ActionRetire, wantDone: [2]int{1, 1},
 		},
-		"should retire anyway once the reissue phase passed its timeout": {
-			in:         Inputs{Now: t0.Add(25 * time.Hour), Meta: reissue, CA: ca, Members: []Member{member("web", servesOldLeaf)}},
-			wantAction: ActionRetire, wantTimeout: true, wantWaiting: []string{"web"}, wantDone: [2]int{0, 1},
+		"should never retire on a timer while a service still serves an old-CA leaf": {
+			in:          Inputs{Now: t0.Add(25 * time.Hour), Meta: reissue, CA: ca, Members: []Member{member("web", servesOldLeaf)}},
+			wantTimeout: true, wantWaiting: []string{"web"}, wantWhy: "still serves its old certificate", wantDone: [2]int{0, 1},
+		},
+		"should wait for a worker whose client.crt is still from the old CA": {
+			in:          Inputs{Now: t0.Add(time.Hour), Meta: reissue, CA: ca, Members: []Member{member("worker", servesNoTLS, oldClient)}},
+			wantWaiting: []string{"worker"}, wantWhy: "client.crt not yet reissued", wantDone: [2]int{0, 1},
+		},
+		"should wait for a worker whose process still holds its old client certificate": {
+			in:          Inputs{Now: t0.Add(time.Hour), Meta: reissue, CA: ca, Members: []Member{member("worker", servesNoTLS, staleProcess)}},
+			wantWaiting: []string{"worker"}, wantWhy: "still presents the old client certificate", wantDone: [2]int{0, 1},
 		},
 		"should ignore a request during a rollover": {
 			in:          Inputs{Now: t0.Add(time.Hour), Meta: overlap, CA: ca, Requested: true, CredsSince: credsSince, Members: []Member{member("web", oldTrust)}},

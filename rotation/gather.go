@@ -88,6 +88,11 @@ func bundleFactsOf(b *certs.BundleFiles, newCA, active *x509.Certificate) Bundle
 	}
 	f.ServerFingerprint = fingerprint(leaves[0])
 	f.ServerFromActive = leaves[0].CheckSignatureFrom(active) == nil
+	// The client cert matters as much: a worker presenting an old-CA
+	// client.crt is refused by every server once the old CA is retired.
+	if clients, err := certs.ParseCertificatesPEM(b.ClientCert); err == nil {
+		f.ClientFromActive = clients[0].CheckSignatureFrom(active) == nil
+	}
 	return f
 }
 

@@ -41,6 +41,8 @@ type BundleFacts struct {
 	ServerFingerprint string
 	// ServerFromActive: tls.crt is signed by the active CA.
 	ServerFromActive bool
+	// ClientFromActive: client.crt is signed by the active CA.
+	ClientFromActive bool
 }
 
 // ProbeFacts are the last probe's results from the state record.
@@ -77,11 +79,15 @@ func (p Progress) Summary(what string) string {
 }
 
 // OverlapBlocker returns "" when m has shown that it trusts the successor:
-// its bundle's ca.crt holds the successor, its process started after that
-// bundle was written, and a probe presenting the successor's client
-// certificate (at or after credsSince, and after the process started)
-// found it at its desired level without client-cert-rejected. Otherwise it
-// says what is missing.
+// its bundle's ca.crt holds the successor, its process started (or
+// reloaded) after that bundle was written, and a probe presenting the
+// successor's client certificate (at or after credsSince, and after the
+// process loaded it) was not refused. It judges trust, not level: a service
+// that is below its desired level for reasons unrelated to the rollover
+// (plain-only, degraded) must not hold the rollover up for a day. A service
+// that requires client certs and has not reloaded refuses the successor's
+// (client-cert-rejected); one that serves no TLS can only show that it
+// reloaded. Otherwise it says what is missing.
 func OverlapBlocker(m Member, credsSince time.Time) string {
 	b, p := m.Bundle, m.Probe
 	switch {
@@ -95,16 +101,16 @@ func OverlapBlocker(m Member, credsSince time.Time) string {
 		return "no probe with the new CA's client certificate yet"
 	case slices.Contains(p.Findings, string(probe.ClientCertRejected)):
 		return degradedOr(m, "refused the new CA's client certificate")
-	case p.Desired == "" || probe.Level(p.Observed).Rank() < probe.Level(p.Desired).Rank():
-		return degradedOr(m, fmt.Sprintf("probed at %s, desired %s", orUnknown(p.Observed), orUnknown(p.Desired)))
 	}
 	return ""
 }
 
-// ReissueBlocker returns "" when no certificate m serves chains to the old
-// CA: its bundle's tls.crt is signed by the active (new) CA and the served
-// leaf is that very certificate, or, probed since the promote, it serves no
-// TLS at all. Otherwise it says what is missing.
+// ReissueBlocker returns "" when nothing of m chains to the old CA any more:
+// both its tls.crt and its client.crt are signed by the active (new) CA,
+// its process loaded that bundle, and the leaf it serves is that very
+// certificate (or, probed since the promote, it serves no TLS at all).
+// Otherwise it says what is missing. The old CA may only leave the trust
+// bundles when this holds for every running member.
 func ReissueBlocker(m Member, promotedAt time.Time) string {
 	b, p := m.Bundle, m.Probe
 	switch {
@@ -112,6 +118,10 @@ func ReissueBlocker(m Member, promotedAt time.Time) string {
 		return "no bundle yet"
 	case !b.ServerFromActive:
 		return "tls.crt not yet reissued by the new CA"
+	case !b.ClientFromActive:
+		return "client.crt not yet reissued by the new CA"
+	case m.loadedAt().Before(b.WrittenAt):
+		return degradedOr(m, "process started before its reissued bundle; it still presents the old client certificate")
 	case p.ServedFingerprint != "" && strings.EqualFold(p.ServedFingerprint, b.ServerFingerprint):
 		return ""
 	case !p.At.Before(promotedAt) && !p.At.Before(m.loadedAt()) && probe.Level(p.Observed).Rank() < probe.TLS.Rank() && probe.Level(p.Observed).Rank() >= 0:

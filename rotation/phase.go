@@ -194,6 +194,13 @@ func advance(in Inputs, next Action, p Progress, timeout time.Duration) Decision
 	switch {
 	case len(p.Waiting) == 0:
 		d.Action, d.Reason = next, fmt.Sprintf("%d/%d services are through the %s phase", p.Done, p.Total, in.Meta.Phase)
+	case !in.Meta.PhaseSince.IsZero() && in.Now.Sub(in.Meta.PhaseSince) >= timeout && next == ActionRetire:
+		// Retiring the old CA is the one step that cannot be undone, and
+		// doing it under a live old-CA leaf breaks that service's peers:
+		// it happens on evidence only, never on a timer.
+		d.TimedOut = true
+		d.Reason = fmt.Sprintf("the %s phase passed its timeout %s with %d/%d services through it; the old CA is retired only once every service is through",
+			in.Meta.Phase, timeout, p.Done, p.Total)
 	case !in.Meta.PhaseSince.IsZero() && in.Now.Sub(in.Meta.PhaseSince) >= timeout:
 		d.Action, d.TimedOut = next, true
 		d.Reason = fmt.Sprintf("the %s phase passed its timeout %s with %d/%d services through it", in.Meta.Phase, timeout, p.Done, p.Total)

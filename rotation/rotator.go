@@ -159,7 +159,9 @@ func (r *Rotator) Step(ctx context.Context) error {
 		return err
 	}
 	var members []Member
-	if meta.Phase != PhaseIdle {
+	// An expired CA is recovered whatever Docker says: gathering (which
+	// inspects every container) must not stand in its way.
+	if meta.Phase != PhaseIdle && !now.After(facts.ActiveNotAfter) {
 		if members, err = r.gather(ctx, meta.Phase); err != nil {
 			return err
 		}

@@ -94,7 +94,11 @@ func (lc *listenerCreds) current() tls.Certificate {
 	lc.mu.Lock()
 	defer lc.mu.Unlock()
 	now := lc.clock()
-	if now.Before(lc.renewAt) {
+	// Reissue when due, and at once when the issuing CA changed (a CA
+	// rollover's promote): clients that received the new trust bundle
+	// could not verify a leaf of the old CA after it is retired.
+	sameIssuer := lc.cert.Leaf != nil && lc.cert.Leaf.CheckSignatureFrom(lc.a.Active().Cert) == nil
+	if now.Before(lc.renewAt) && sameIssuer {
 		return lc.cert
 	}
 	cert, renewAt, err := lc.issue(now)

@@ -95,7 +95,7 @@ var flagDefs = []flagDef{
 	{"quarantine-labels", "CRANK_QUARANTINE_LABELS", "", "labels added when a container is relabelled, as k=v,k=v (e.g. traefik.enable=false)"},
 	// rotation (issue 6)
 	{"ca-rotate-fraction", "CRANK_CA_ROTATE_FRACTION", "0.8", "start a CA rollover by itself after this fraction of the CA's lifetime (0 < f < 1)"},
-	{"ca-rotate-timeout", "CRANK_CA_ROTATE_TIMEOUT", "24h", "longest a rollover phase waits for services to catch up; then it proceeds with an ERROR naming them"},
+	{"ca-rotate-timeout", "CRANK_CA_ROTATE_TIMEOUT", "24h", "longest the overlap waits for services before promoting anyway; the old CA is retired on evidence only"},
 	{"ca-rotate-interval", "CRANK_CA_ROTATE_INTERVAL", "5s", "how often the CA rollover looks at its progress (and for a `controller ca rotate` request)"},
 	{"expiry-warn", "CRANK_EXPIRY_WARN", "720h,168h,24h", "log a WARN when the CA is this close to expiry, once per threshold"},
 }

@@ -53,19 +53,27 @@ func mtlsStatusServer(cfg Config, a *certs.Authority, issue certs.IssueOptions, 
 }
 
 // refreshOperatorBundle rewrites the operator bundle daily, well inside any
-// sane leaf lifetime, so the CLI never holds an expired certificate.
+// sane leaf lifetime, and within a minute of a CA change (a rollover's
+// promote or retire), so the CLI never holds an expired certificate or one
+// from a retired CA.
 func refreshOperatorBundle(ctx context.Context, dir string, a *certs.Authority, issue certs.IssueOptions, log *slog.Logger) {
-	every := min(24*time.Hour, issue.Lifetime/3)
-	t := time.NewTicker(max(every, time.Minute))
+	every := max(min(24*time.Hour, issue.Lifetime/3), time.Minute)
+	t := time.NewTicker(time.Minute)
 	defer t.Stop()
+	written, trust := time.Now(), string(a.TrustBundle())
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := status.WriteOperatorBundle(dir, a, issue, time.Now()); err != nil {
-				log.Error("refreshing the operator bundle", keyError, err)
-			}
 		}
+		if time.Since(written) < every && string(a.TrustBundle()) == trust {
+			continue
+		}
+		if err := status.WriteOperatorBundle(dir, a, issue, time.Now()); err != nil {
+			log.Error("refreshing the operator bundle", keyError, err)
+			continue
+		}
+		written, trust = time.Now(), string(a.TrustBundle())
 	}
 }
