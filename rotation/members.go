@@ -181,10 +181,3 @@ func degradedOr(m Member, why string) string {
 	}
 	return why
 }
-
-func orUnknown(s string) string {
-	if s == "" {
-		return "unknown"
-	}
-	return s
-}
