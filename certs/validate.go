@@ -86,15 +86,29 @@ func NeedsReissue(fs []Finding) bool {
 	return false
 }
 
-// RenewAt returns NotBefore + fraction*lifetime. A fraction outside (0, 1]
-// means DefaultRenewFraction. Callers add jitter to fraction so that leaves
-// issued together are not all renewed in the same second.
+// RenewAt returns issuedAt + fraction*lifetime, where issuedAt is NotBefore
+// plus the clock-skew backdate and lifetime runs from there to NotAfter. The
+// backdate is not lifetime: counting it made a 2-minute leaf (valid from 5
+// minutes before issuance) due for renewal the moment it was issued. A
+// fraction outside (0, 1] means DefaultRenewFraction. Callers add jitter so
+// that leaves issued together are not all renewed in the same second.
 func RenewAt(cert *x509.Certificate, fraction float64) time.Time {
 	if fraction <= 0 || fraction > 1 {
 		fraction = DefaultRenewFraction
 	}
-	life := cert.NotAfter.Sub(cert.NotBefore)
-	return cert.NotBefore.Add(time.Duration(fraction * float64(life)))
+	return RenewPoint(cert.NotBefore, cert.NotAfter, fraction)
+}
+
+// RenewPoint is RenewAt for a validity window, for any certificate this
+// package issued (leaves and CAs are backdated alike by clockSkew).
+func RenewPoint(notBefore, notAfter time.Time, fraction float64) time.Time {
+	issued := notBefore
+	if notAfter.Sub(notBefore) > clockSkew {
+		// Our certificates start clockSkew before they are issued; a window
+		// shorter than that was not issued by us, and counts whole.
+		issued = notBefore.Add(clockSkew)
+	}
+	return issued.Add(time.Duration(fraction * float64(notAfter.Sub(issued))))
 }
 
 // Expectation is what a bundle must satisfy.

@@ -304,21 +304,27 @@ func TestNeedsReissue(t *testing.T) {
 
 func TestRenewAt(t *testing.T) {
 	t.Parallel()
-	c := &x509.Certificate{NotBefore: t0, NotAfter: t0.Add(90 * time.Hour)}
+	// Issued at t0 for 90h, backdated by the usual 5 minutes.
+	c := &x509.Certificate{NotBefore: t0.Add(-clockSkew), NotAfter: t0.Add(90 * time.Hour)}
+	short := &x509.Certificate{NotBefore: t0.Add(-clockSkew), NotAfter: t0.Add(2 * time.Minute)}
 	tests := map[string]struct {
+		cert     *x509.Certificate
 		fraction float64
-		want     time.Time // NotBefore + fraction of the 90h lifetime
+		want     time.Time // issuance + fraction of the lifetime, backdate not counted
 	}{
-		"should default to two thirds":          {fraction: 0, want: t0.Add(60 * time.Hour)},
-		"should use a given fraction":           {fraction: 0.5, want: t0.Add(45 * time.Hour)},
-		"should default for a fraction above 1": {fraction: 1.5, want: t0.Add(60 * time.Hour)},
-		"should default for a negative one":     {fraction: -1, want: t0.Add(60 * time.Hour)},
-		"should allow renewing only at the end": {fraction: 1, want: t0.Add(90 * time.Hour)},
+		"should default to two thirds":          {cert: c, fraction: 0, want: t0.Add(60 * time.Hour)},
+		"should use a given fraction":           {cert: c, fraction: 0.5, want: t0.Add(45 * time.Hour)},
+		"should default for a fraction above 1": {cert: c, fraction: 1.5, want: t0.Add(60 * time.Hour)},
+		"should default for a negative one":     {cert: c, fraction: -1, want: t0.Add(60 * time.Hour)},
+		"should allow renewing only at the end": {cert: c, fraction: 1, want: t0.Add(90 * time.Hour)},
+		// The backdate once counted as lifetime: a 2-minute leaf was due 20s
+		// before it was issued, and reissued in a loop.
+		"should renew a 2-minute leaf 80s after issuance, not before it": {cert: short, fraction: 0, want: t0.Add(80 * time.Second)},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			if got := RenewAt(c, tc.fraction); !got.Equal(tc.want) {
+			if got := RenewAt(tc.cert, tc.fraction); !got.Equal(tc.want) {
 				t.Errorf("got %v, want %v", got, tc.want)
 			}
 		})

@@ -68,7 +68,7 @@ func TestDecide(t *testing.T) {
 			wantAction: ActionCreateSuccessor, wantTrigger: TriggerManual,
 		},
 		"should start an automatic rollover once the CA passed the fraction of its lifetime": {
-			in:         Inputs{Now: t0.Add(600 * time.Hour), Meta: Meta{Phase: PhaseIdle}, CA: ca, Fraction: 0.8},
+			in:         Inputs{Now: t0.Add(601 * time.Hour), Meta: Meta{Phase: PhaseIdle}, CA: ca, Fraction: 0.8},
 			wantAction: ActionCreateSuccessor, wantTrigger: TriggerAutomatic,
 		},
 		"should not start an automatic rollover just before the fraction": {

@@ -2,6 +2,7 @@ package rotation
 
 import (
 	"fmt"
+	"github.com/crank-platform/crank-mtls-controller/certs"
 	"time"
 )
 
@@ -159,7 +160,8 @@ func RotateAt(notBefore, notAfter time.Time, fraction float64) time.Time {
 	if fraction <= 0 || fraction >= 1 {
 		fraction = DefaultFraction
 	}
-	return notBefore.Add(time.Duration(fraction * float64(notAfter.Sub(notBefore))))
+	// Not counting the clock-skew backdate, as for leaves (certs.RenewPoint).
+	return certs.RenewPoint(notBefore, notAfter, fraction)
 }
 
 // Decide is the rollover's state machine: one pure function of what was
