@@ -26,7 +26,7 @@ unit: ## unit tests (race detector on)
 	$(GO) test -race -count=1 ./...
 
 e2e: ## end-to-end tests against the real Docker engine (fails under CI=true if there is none)
-	$(GO) test -tags e2e -count=1 -timeout $(E2E_TIMEOUT) -v ./e2e/ 2>&1 | tee e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+\S+_test.go:)' ; exit $${PIPESTATUS[0]}
+	$(GO) test -tags e2e -count=1 -parallel 4 -timeout $(E2E_TIMEOUT) -v ./e2e/ 2>&1 | tee e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+\S+_test.go:)' ; exit $${PIPESTATUS[0]}
 
 fuzz: ## run every fuzz target for FUZZTIME each
 	@set -e; for pkg in $$($(GO) list ./...); do \
