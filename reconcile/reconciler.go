@@ -54,6 +54,8 @@ type Metrics interface {
 	// Expiry reports a certificate's NotAfter by service and kind (server,
 	// client, served).
 	Expiry(service, kind string, notAfter time.Time)
+	// Renewal reports a service's last and next renewal times.
+	Renewal(service string, last, next time.Time)
 }
 
 // Prober measures what a container serves.
@@ -107,6 +109,10 @@ type ContainerReconciler struct {
 	// SharedNetworks are the controller's own networks; probes only go to
 	// container addresses on them. Empty means every address.
 	SharedNetworks []string
+	// ExpiryWarn are thresholds before a leaf's expiry at which a WARN is
+	// logged once each (renewal normally happens long before; reaching
+	// one means renewal or reload is failing).
+	ExpiryWarn []time.Duration
 	// StopTimeout is given to Docker for restarts and recreates.
 	StopTimeout time.Duration
 
@@ -263,6 +269,7 @@ func (r *ContainerReconciler) record(ctx context.Context, c dockerwatch.Containe
 	for _, f := range findings {
 		rec.Findings = append(rec.Findings, string(f.Reason))
 	}
+	newGeneration := rec.Bundle.Generation != b.Generation // e.g. renewed by a replica
 	rec.Bundle.Generation = b.Generation
 	rec.Bundle.WrittenAt = b.WrittenAt
 	rec.Bundle.ServerSerial = certs.SerialString(parsed.ServerCert.SerialNumber)
@@ -292,6 +299,17 @@ func (r *ContainerReconciler) record(ctx context.Context, c dockerwatch.Containe
 	frac := r.renewFraction()
 	lifetime := parsed.ServerCert.NotAfter.Sub(parsed.ServerCert.NotBefore)
 	next := NextRenewal(certs.RenewAt(parsed.ServerCert, frac), certs.RenewAt(parsed.ClientCert, frac), r.jitter(lifetime))
+	if issued != nil || newGeneration || rec.Bundle.RenewAt.IsZero() {
+		// Fixed per bundle generation, so status and metrics show one
+		// stable time; a new bundle also re-arms the expiry warnings.
+		rec.Bundle.RenewAt = next
+		rec.Bundle.ExpiryWarned = 0
+	}
+	next = rec.Bundle.RenewAt
+	if r.Metrics != nil {
+		r.Metrics.Renewal(service, rec.Bundle.IssuedAt, rec.Bundle.RenewAt)
+	}
+	r.warnExpiry(service, &rec, now, log)
 	if r.Prober != nil {
 		at, gone, err := r.observe(ctx, c, service, parsed, stale, &rec, now, log)
 		if err != nil {
@@ -326,6 +344,28 @@ func (r *ContainerReconciler) inspect(ctx context.Context, id string) (dockerwat
 	ctx, cancel := context.WithTimeout(ctx, inspectTimeout)
 	defer cancel()
 	return r.Containers.Inspect(ctx, id)
+}
+
+// warnExpiry logs a WARN once per --expiry-warn threshold that the bundle's
+// earliest leaf expiry has crossed while its renewal is overdue. A leaf
+// renews at 2/3 of its life, often inside the largest threshold (30 days of
+// a 90-day leaf): only a renewal that did not happen is news. Thresholds are
+// sorted largest first. A process serving an older leaf than the bundle's is
+// the ladder's business (served-cert-not-current, the served expiry gauge).
+func (r *ContainerReconciler) warnExpiry(service string, rec *state.Record, now time.Time, log *slog.Logger) {
+	if rec.Bundle.RenewAt.IsZero() || !now.After(rec.Bundle.RenewAt.Add(time.Minute)) {
+		return
+	}
+	left := rec.Bundle.NotAfter.Sub(now)
+	for _, th := range r.ExpiryWarn {
+		if left > th || (rec.Bundle.ExpiryWarned != 0 && rec.Bundle.ExpiryWarned <= th) {
+			continue
+		}
+		log.Warn(fmt.Sprintf("%s: certificates expire in %s (at %s) and have not been renewed", service,
+			left.Round(time.Second), rec.Bundle.NotAfter.UTC().Format(time.RFC3339)),
+			keyNotAfter, rec.Bundle.NotAfter, keyRenewAt, rec.Bundle.RenewAt)
+		rec.Bundle.ExpiryWarned = th
+	}
 }
 
 // forget drops the record of a container that is gone or no longer managed.

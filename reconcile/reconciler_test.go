@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -85,6 +86,7 @@ func (m *countingMetrics) Observed(string, string, probe.Level, probe.Level, boo
 func (m *countingMetrics) Remediated(string, string)                                              {}
 func (m *countingMetrics) Forget(string, string)                                                  {}
 func (m *countingMetrics) Expiry(string, string, time.Time)                                       {}
+func (m *countingMetrics) Renewal(string, time.Time, time.Time)                                   {}
 
 func (m *countingMetrics) BundleIssued(reason string) {
 	m.mu.Lock()
@@ -354,5 +356,35 @@ func TestReconcileReplicasShareOneBundle(t *testing.T) {
 	// both are covered and nothing flaps.
 	if total != 2 {
 		t.Errorf("got %d issuances (%v), want 2: replicas must not reissue each other's bundle in turn", total, f.metrics.issued)
+	}
+}
+
+func TestReconcileWarnsOnlyWhenRenewalIsOverdue(t *testing.T) {
+	t.Parallel()
+	c := newContainer()
+	f := newFixture(t, c)
+	var logs strings.Builder
+	f.r.Log = slog.New(slog.NewTextHandler(&logs, nil))
+	f.r.ExpiryWarn = []time.Duration{720 * time.Hour, 24 * time.Hour}
+	if _, err := f.reconcile(t, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	// 30 days left at the renewal point: a normal renewal, no warning.
+	f.now = f.now.Add(60 * 24 * time.Hour)
+	if _, err := f.reconcile(t, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(logs.String(), "have not been renewed") {
+		t.Fatalf("got an expiry warning at a normal renewal, want none:\n%s", logs.String())
+	}
+	// A renewal that is overdue (the record says it should have happened
+	// and the leaf is inside the thresholds) is reported, once each.
+	rec, _, _ := f.records.Get(c.ID)
+	rec.Bundle.RenewAt = f.now.Add(-time.Hour)
+	rec.Bundle.NotAfter = f.now.Add(20 * time.Hour)
+	f.r.warnExpiry("email-parser", &rec, f.now, f.r.Log)
+	f.r.warnExpiry("email-parser", &rec, f.now, f.r.Log)
+	if got := strings.Count(logs.String(), "have not been renewed"); got != 2 {
+		t.Errorf("got %d warnings, want 2 (one per threshold crossed, each once):\n%s", got, logs.String())
 	}
 }

@@ -66,6 +66,10 @@ type BundleRecord struct {
 	NotAfter     time.Time // earliest NotAfter of the leaf certificates
 	IssuedReason string    // validation reason that caused the issue, e.g. "renew-due"
 	IssuedAt     time.Time
+	RenewAt      time.Time // next scheduled renewal (2/3 of the lifetime plus jitter)
+	// ExpiryWarned is the smallest --expiry-warn threshold already logged
+	// for the leaf with this NotAfter, so each is logged once.
+	ExpiryWarned time.Duration
 }
 
 // RemediationState is the remediation policy's memory for one container.

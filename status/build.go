@@ -108,6 +108,7 @@ func containerStatus(r state.Record, now time.Time, recent int) ContainerStatus 
 			WrittenAt:    utc(r.Bundle.WrittenAt),
 			IssuedReason: r.Bundle.IssuedReason,
 			IssuedAt:     utc(r.Bundle.IssuedAt),
+			RenewAt:      utc(r.Bundle.RenewAt),
 		},
 		Served: ServedStatus{Fingerprint: lv.ServedFingerprint, NotAfter: utc(lv.ServedNotAfter)},
 		Probe: ProbeStatus{

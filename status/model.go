@@ -163,7 +163,8 @@ type BundleStatus struct {
 	Generation   string    `json:"generation,omitempty"`
 	WrittenAt    time.Time `json:"written_at,omitzero"`
 	IssuedReason string    `json:"issued_reason,omitempty"`
-	IssuedAt     time.Time `json:"issued_at,omitzero"`
+	IssuedAt     time.Time `json:"issued_at,omitzero"` // last issuance or renewal
+	RenewAt      time.Time `json:"renew_at,omitzero"`  // next scheduled renewal
 }
 
 // ServedStatus is the certificate the container actually served.

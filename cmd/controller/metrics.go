@@ -50,6 +50,10 @@ type metrics struct {
 	// service actually serves (kind="served"), and of the CA (service="",
 	// kind="ca"), as Unix time. Alert on (x - time()) / 86400 < N.
 	expiry *prometheus.GaugeVec
+	// crank_security_certificate_renewal_timestamp_seconds{service,when}:
+	// the last (when="last") and next scheduled (when="next") renewal of a
+	// service's bundle, as Unix time.
+	renewal *prometheus.GaugeVec
 }
 
 // Known label values, pre-created so dashboards show zeros, not gaps.
@@ -110,6 +114,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "crank_security_certificate_expiry_timestamp_seconds",
 			Help: "NotAfter as Unix time, by service and kind: server, client, served (the leaf the service serves now) and ca (service empty).",
 		}, []string{"service", "kind"}),
+		renewal: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "crank_security_certificate_renewal_timestamp_seconds",
+			Help: "Last (when=last) and next scheduled (when=next) renewal of a service's bundle, as Unix time.",
+		}, []string{"service", "when"}),
 		remediations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "crank_security_remediations_total",
 			Help: "Container actions by action (restart, signal, relabel) and result (ok, error, dry-run, rate-limited).",
@@ -130,7 +138,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.bundlesIssued.WithLabelValues(string(r))
 	}
 	reg.MustRegister(m.reconcileDuration, m.reconcileTotal, m.panics, m.events, m.reconnects, m.bundlesIssued,
-		m.level, m.desiredLevel, m.drift, m.probeDuration, m.remediations, m.expiry,
+		m.level, m.desiredLevel, m.drift, m.probeDuration, m.remediations, m.expiry, m.renewal,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -192,4 +200,14 @@ func (m *metrics) Expiry(service, kind string, notAfter time.Time) {
 		return
 	}
 	m.expiry.WithLabelValues(service, kind).Set(float64(notAfter.Unix()))
+}
+
+// Renewal implements reconcile.Metrics.
+func (m *metrics) Renewal(service string, last, next time.Time) {
+	if !last.IsZero() {
+		m.renewal.WithLabelValues(service, "last").Set(float64(last.Unix()))
+	}
+	if !next.IsZero() {
+		m.renewal.WithLabelValues(service, "next").Set(float64(next.Unix()))
+	}
 }

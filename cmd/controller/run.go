@@ -160,6 +160,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Limiter:        &reconcile.Spacing{Interval: cfg.ActionInterval},
 		ProbeInterval:  cfg.ProbeInterval,
 		SharedNetworks: networks,
+		ExpiryWarn:     cfg.ExpiryWarn,
 	}
 	// rotation (issue 6): CA rollover. It also owns the prober's client
 	// certificate from here on (renewal, and the successor's during an overlap).
