@@ -117,6 +117,34 @@ func TestListenerTLSFollowsRollover(t *testing.T) {
 	resp.Body.Close()
 }
 
+// After a retire, operators hold only the new CA: the listener must serve a
+// leaf of the new CA by then, not wait 60 days for its own renewal.
+func TestListenerTLSServesTheNewCAsLeafAfterRetire(t *testing.T) {
+	t.Parallel()
+	a := newAuthority(t)
+	cfg, err := ListenerTLS(a, []string{"127.0.0.1"}, certs.IssueOptions{}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := serveTLS(t, cfg)
+	if _, err := a.CreateSuccessor(time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Promote(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Retire(); err != nil {
+		t.Fatal(err)
+	}
+	onlyNew := x509.NewCertPool()
+	onlyNew.AddCert(a.Active().Cert)
+	resp, err := clientFor(t, a, "operator", onlyNew).Get(srv.URL)
+	if err != nil {
+		t.Fatalf("client trusting only the new CA: got %v, want the listener to serve a new-CA leaf", err)
+	}
+	resp.Body.Close()
+}
+
 // TestListenerCredsRenew: the server certificate is reissued once two
 // thirds of its lifetime have passed, and not before.
 func TestListenerCredsRenew(t *testing.T) {
