@@ -73,7 +73,7 @@ const (
 	// certificate (the level is TLS, not MTLS).
 	ClientAuthNotEnforced Reason = "client-auth-not-enforced"
 	// UntrustedServerCert: the served certificate does not chain to our
-	// trust bundle (self-signed, a foreign CA): the verify=False theater.
+	// trust bundle (self-signed, a foreign CA): the theater of clients that skip verification.
 	UntrustedServerCert Reason = "untrusted-server-cert"
 	// SANMismatch: the served certificate does not carry the service name.
 	SANMismatch Reason = "san-mismatch"

@@ -9,7 +9,7 @@
 //     its certs directory ONCE at start and picks mtls (tls.crt+tls.key+ca.crt),
 //     tls (server pair only) or plain HTTP (nothing usable). Like uvicorn it
 //     never reloads, unless RELOAD_SIGNAL=SIGHUP declares a reload signal.
-//   - theater: serves TLS but accepts any client (the seed's verify=False
+//   - theater: serves TLS but accepts any client (the seed's unverified-client
 //     "security theater"); with no certs it serves an in-memory self-signed
 //     cert, which is the untrusted-server-cert case.
 //   - plain-only: HTTP only, certs ignored.
