@@ -159,3 +159,12 @@ func isDNSName(n string) bool {
 	}
 	return true
 }
+
+// ShortID is the 12-character form of a container ID that `docker ps`
+// shows, for logs; a shorter ID is returned whole.
+func ShortID(id string) string {
+	if len(id) > shortIDLen {
+		return id[:shortIDLen]
+	}
+	return id
+}

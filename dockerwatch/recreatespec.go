@@ -265,9 +265,11 @@ func endpointConfig(ep *network.EndpointSettings, oldShortID string) *network.En
 	return out
 }
 
+// shortID is ShortID for matching the engine's implicit alias: an ID too
+// short to have one matches nothing.
 func shortID(id string) string {
 	if len(id) < shortIDLen {
 		return ""
 	}
-	return id[:shortIDLen]
+	return ShortID(id)
 }

@@ -197,7 +197,7 @@ func (r *ContainerReconciler) act(ctx context.Context, c dockerwatch.Container, 
 		// could not be removed (it keeps a temporary name; logged below).
 		replaced = newID != ""
 		if replaced {
-			log.Info(fmt.Sprintf("%s: relabelled as %s (new container %s)", service, res.Level, shortID(newID)))
+			log.Info(fmt.Sprintf("%s: relabelled as %s (new container %s)", service, res.Level, dockerwatch.ShortID(newID)))
 		}
 	}
 	result := "ok"

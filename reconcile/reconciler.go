@@ -130,13 +130,13 @@ const minRequeue = time.Second
 // Reconcile brings container id's bundle to the desired state. Errors are
 // retried with backoff by the controller, unless wrapped with Terminal.
 func (r *ContainerReconciler) Reconcile(ctx context.Context, id string) (Result, error) {
-	log := r.logger().With(keyReconcileID, newReconcileID(), keyContainerID, shortID(id))
+	log := r.logger().With(keyReconcileID, newReconcileID(), keyContainerID, dockerwatch.ShortID(id))
 	c, err := r.inspect(ctx, id)
 	if errors.Is(err, dockerwatch.ErrNotFound) {
 		return Result{}, r.forget(id, log)
 	}
 	if err != nil {
-		return Result{}, fmt.Errorf("inspecting container %s: %w", shortID(id), err)
+		return Result{}, fmt.Errorf("inspecting container %s: %w", dockerwatch.ShortID(id), err)
 	}
 	log = log.With(keyContainer, c.Name)
 	if managed, why := r.Scope.Managed(c); !managed {
@@ -164,7 +164,7 @@ func (r *ContainerReconciler) Reconcile(ctx context.Context, id string) (Result,
 		if c, err = r.inspect(ctx, id); errors.Is(err, dockerwatch.ErrNotFound) {
 			return Result{}, r.forget(id, log)
 		} else if err != nil {
-			return Result{}, fmt.Errorf("inspecting container %s: %w", shortID(id), err)
+			return Result{}, fmt.Errorf("inspecting container %s: %w", dockerwatch.ShortID(id), err)
 		}
 	}
 	return r.reconcileBundle(ctx, c, service, log)
@@ -273,7 +273,7 @@ func (r *ContainerReconciler) record(ctx context.Context, c dockerwatch.Containe
 	rec.Bundle.WrittenAt = b.WrittenAt
 	rec.Bundle.ServerSerial = certs.SerialString(parsed.ServerCert.SerialNumber)
 	rec.Bundle.ClientSerial = certs.SerialString(parsed.ClientCert.SerialNumber)
-	rec.Bundle.NotAfter = earliest(parsed.ServerCert.NotAfter, parsed.ClientCert.NotAfter)
+	rec.Bundle.NotAfter = earlier(parsed.ServerCert.NotAfter, parsed.ClientCert.NotAfter)
 	if r.Metrics != nil {
 		r.Metrics.Expiry(service, "server", parsed.ServerCert.NotAfter)
 		r.Metrics.Expiry(service, "client", parsed.ClientCert.NotAfter)
@@ -374,13 +374,13 @@ func (r *ContainerReconciler) warnExpiry(service string, rec *state.Record, now 
 func (r *ContainerReconciler) forget(id string, log *slog.Logger) error {
 	rec, ok, err := r.Records.Get(id)
 	if err != nil {
-		return fmt.Errorf("reading state of %s: %w", shortID(id), err)
+		return fmt.Errorf("reading state of %s: %w", dockerwatch.ShortID(id), err)
 	}
 	if !ok {
 		return nil
 	}
 	if err := r.Records.Delete(id); err != nil {
-		return fmt.Errorf("deleting state of %s: %w", shortID(id), err)
+		return fmt.Errorf("deleting state of %s: %w", dockerwatch.ShortID(id), err)
 	}
 	if r.Metrics != nil {
 		r.Metrics.Forget(rec.Service, rec.ContainerName)
@@ -445,20 +445,6 @@ func (r *ContainerReconciler) jitter(lifetime time.Duration) time.Duration {
 		return 0
 	}
 	return time.Duration(n.Int64())
-}
-
-func earliest(a, b time.Time) time.Time {
-	if b.Before(a) {
-		return b
-	}
-	return a
-}
-
-func shortID(id string) string {
-	if len(id) > 12 {
-		return id[:12]
-	}
-	return id
 }
 
 func newReconcileID() string {

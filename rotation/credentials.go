@@ -75,6 +75,18 @@ func (r *Rotator) ensureCredentials(phase Phase, now time.Time) error {
 	return nil
 }
 
+// PrimeCredentials gives the prober its client certificate before the
+// first probe: the one the persisted phase wants (the successor's during an
+// overlap, so a controller restarted mid-rollover keeps testing trust in
+// the new CA). Step keeps it current from then on.
+func (r *Rotator) PrimeCredentials() error {
+	phase := PhaseIdle
+	if meta, err := r.loadMeta(); err == nil {
+		phase = meta.Phase
+	}
+	return r.ensureCredentials(phase, r.now())
+}
+
 // credsSince is when the prober started presenting the successor's
 // certificate, zero when it does not (outside the overlap).
 func (r *Rotator) credsSince(phase Phase) time.Time {

@@ -26,6 +26,11 @@ import (
 	"github.com/crank-platform/crank-mtls-controller/status"
 )
 
+// controllerIdentity is the client identity the prober presents. It is a
+// service of its own in the trust domain, so a service's access logs show
+// the controller's probes for what they are.
+const controllerIdentity = "crank-mtls-controller"
+
 // Log keys of this package.
 const (
 	keyError       = "error"
@@ -124,11 +129,8 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return err
 	}
 	issue := certs.IssueOptions{KeyAlgorithm: cfg.KeyAlgorithm, Lifetime: cfg.LeafLifetime}
-	clientCert, roots, _, err := proberCredentials(authority, issue, time.Now()) // rotation (issue 6): the rotator renews it
-	if err != nil {
-		return err
-	}
-	prober := probe.New(probe.Options{ClientCert: clientCert, Roots: roots})
+	// The rotator owns the prober's client certificate (below).
+	prober := probe.New(probe.Options{})
 
 	reg := prometheus.NewRegistry()
 	m := newMetrics(reg)
@@ -162,8 +164,8 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		SharedNetworks: networks,
 		ExpiryWarn:     cfg.ExpiryWarn,
 	}
-	// rotation (issue 6): CA rollover. It also owns the prober's client
-	// certificate from here on (renewal, and the successor's during an overlap).
+	// The CA rollover. It also owns the prober's client certificate: issued
+	// here before any probe, renewed, and the successor's during an overlap.
 	rotator := &rotation.Rotator{
 		Authority:      authority,
 		Store:          store,
@@ -179,6 +181,9 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		Interval:       cfg.CARotateInterval,
 		ExpiryWarn:     cfg.ExpiryWarn,
 		Log:            log,
+	}
+	if err := rotator.PrimeCredentials(); err != nil {
+		return err
 	}
 	ctrl := reconcile.NewController(rec, queue, reconcile.ControllerOptions{Workers: cfg.Workers, Logger: log, Metrics: m})
 	watcher := dockerwatch.NewWatcher(docker.SDK(), queue, dockerwatch.WatcherOptions{
@@ -225,7 +230,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		goRun("status-mtls", mtlsSrv)
 	}
 	goRun("controller", ctrl.Start)
-	goRun("ca-rotation", rotator.Start) // rotation (issue 6): replaces the "credentials" renewal loop
+	goRun("ca-rotation", rotator.Start)
 	goRun("records", func(ctx context.Context) error {
 		return sweepRecords(ctx, store, queue, cfg.Resync, func() {
 			// The active CA changes on a rollover or a recovery.
@@ -298,16 +303,9 @@ func detectScope(ctx context.Context, docker *dockerwatch.Client, project string
 	if scope.Project == "" {
 		log.Warn("no compose project detected or configured: only containers labelled " + reconcile.LabelEnable + "=true are managed")
 	}
-	log.Info("managing containers", keyProject, scope.Project, keySelf, shortID(scope.SelfID), keyAPIVersion, docker.ServerAPIVersion(),
+	log.Info("managing containers", keyProject, scope.Project, keySelf, dockerwatch.ShortID(scope.SelfID), keyAPIVersion, docker.ServerAPIVersion(),
 		keyNetworks, networks)
 	return scope, networks, nil
-}
-
-func shortID(id string) string {
-	if len(id) > 12 {
-		return id[:12]
-	}
-	return id
 }
 
 // readiness is what /readyz needs from the watcher.
