@@ -103,18 +103,24 @@ func (f *fixture) runFor(t *testing.T, id string, span time.Duration) int {
 	return n
 }
 
-func runningTheater(f *fixture) dockerwatch.Container {
+// addRunning registers a container that has run for an hour with an
+// address and an HTTPS port, so the ladder may act on it; opts adjust it
+// (labels) before it is registered.
+func (f *fixture) addRunning(opts ...containerOpt) dockerwatch.Container {
 	c := newContainer(withRunningSince(f.now.Add(-time.Hour)))
 	c.Networks = map[string]dockerwatch.Network{"crank_default": {IPAddress: "10.0.0.2"}}
 	c.Env = map[string]string{"SERVICE_HTTPS_PORT": "8443"}
+	for _, o := range opts {
+		o(&c)
+	}
+	f.docker.byID[c.ID] = c
 	return c
 }
 
 func TestLadderNeverExceedsTheBudget(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	c := runningTheater(f)
-	f.docker.byID[c.ID] = c
+	c := f.addRunning()
 	actions := &fakeActions{}
 	withProbing(f, Production, probe.TLS, actions, probe.ClientAuthNotEnforced)
 	// Restarts do not change StartedAt in this fake, as if the process came
@@ -135,10 +141,7 @@ func TestLadderNeverExceedsTheBudget(t *testing.T) {
 func TestLadderTriesAFailedRelabelOnce(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	c := runningTheater(f)
-	c.Labels[LabelOnDrift] = "relabel"
-	c.Labels[LabelRestartBudget] = "0"
-	f.docker.byID[c.ID] = c
+	c := f.addRunning(withLabel(LabelOnDrift, "relabel"), withLabel(LabelRestartBudget, "0"))
 	actions := &fakeActions{recreateFn: func() (string, error) { return "", errors.New("create failed; rolled back") }}
 	withProbing(f, Production, probe.TLS, actions, probe.ClientAuthNotEnforced)
 	f.runFor(t, c.ID, 2*time.Hour)
@@ -150,8 +153,7 @@ func TestLadderTriesAFailedRelabelOnce(t *testing.T) {
 func TestLadderNeverRestartsAContainerStoppedDuringTheProbe(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	c := runningTheater(f)
-	f.docker.byID[c.ID] = c
+	c := f.addRunning()
 	actions := &fakeActions{}
 	p := withProbing(f, Production, probe.Down, actions)
 	p.result = func(probe.Target) probe.Result {
@@ -174,8 +176,7 @@ func TestLadderNeverRestartsAContainerStoppedDuringTheProbe(t *testing.T) {
 func TestLadderSavesTheBudgetBeforeActing(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	c := runningTheater(f)
-	f.docker.byID[c.ID] = c
+	c := f.addRunning()
 	actions := &fakeActions{}
 	withProbing(f, Production, probe.TLS, actions, probe.ClientAuthNotEnforced)
 	var attemptsAtRestart int
@@ -198,9 +199,7 @@ func TestLadderSignalReloadEndsTheEpisode(t *testing.T) {
 	// clock from the real time, so the signal is recorded after the write
 	// exactly as in production (no head start hiding an early timestamp).
 	f.now = time.Now()
-	c := runningTheater(f)
-	c.Labels[LabelReload] = "signal:SIGHUP"
-	f.docker.byID[c.ID] = c
+	c := f.addRunning(withLabel(LabelReload, "signal:SIGHUP"))
 	actions := &fakeActions{}
 	// mtls throughout: the process only needs to pick up its new bundle,
 	// which was written after it started (StaleProcess).

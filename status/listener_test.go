@@ -96,8 +96,10 @@ func TestListenerTLSNeedsNames(t *testing.T) {
 
 // TestListenerTLSFollowsRollover: after a Promote, a client of the new CA
 // is served by the same configuration, without a restart.
-func TestListenerTLSFollowsRollover(t *testing.T) {
-	t.Parallel()
+// promotedListener serves ListenerTLS of a fresh authority and then rolls
+// that authority over to a successor (created and promoted).
+func promotedListener(t *testing.T) (*certs.Authority, *httptest.Server) {
+	t.Helper()
 	a := newAuthority(t)
 	cfg, err := ListenerTLS(a, []string{"127.0.0.1"}, certs.IssueOptions{}, time.Now())
 	if err != nil {
@@ -110,6 +112,12 @@ func TestListenerTLSFollowsRollover(t *testing.T) {
 	if err := a.Promote(); err != nil {
 		t.Fatal(err)
 	}
+	return a, srv
+}
+
+func TestListenerTLSFollowsRollover(t *testing.T) {
+	t.Parallel()
+	a, srv := promotedListener(t)
 	resp, err := clientFor(t, a, "operator", a.TrustPool()).Get(srv.URL)
 	if err != nil {
 		t.Fatalf("client of the promoted CA: got %v, want it served", err)
@@ -121,18 +129,7 @@ func TestListenerTLSFollowsRollover(t *testing.T) {
 // leaf of the new CA by then, not wait 60 days for its own renewal.
 func TestListenerTLSServesTheNewCAsLeafAfterRetire(t *testing.T) {
 	t.Parallel()
-	a := newAuthority(t)
-	cfg, err := ListenerTLS(a, []string{"127.0.0.1"}, certs.IssueOptions{}, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := serveTLS(t, cfg)
-	if _, err := a.CreateSuccessor(time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	if err := a.Promote(); err != nil {
-		t.Fatal(err)
-	}
+	a, srv := promotedListener(t)
 	if err := a.Retire(); err != nil {
 		t.Fatal(err)
 	}
