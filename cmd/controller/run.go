@@ -104,7 +104,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		err = rotation.RecoverExpired(authority, now, log)
 	}
 	if err != nil {
-		return fmt.Errorf("opening the CA in %s: %w", cfg.StateDir, err)
+		return err // certs names the state dir and the file at fault
 	}
 	log.Info("CA ready", keyCreated, created, keyCA, authority.Active().Cert.NotAfter)
 
