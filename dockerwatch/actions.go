@@ -40,6 +40,7 @@ var _ ActionsAPI = (*client.Client)(nil)
 // container's own stop timeout (or the engine's default of 10s). A container
 // the engine does not know yields an error wrapping ErrNotFound.
 func (c *Client) Restart(ctx context.Context, id string, timeout time.Duration) error {
+	defer c.Interventions.Begin(id)()
 	return restart(ctx, c.sdk, id, timeout)
 }
 
@@ -49,6 +50,7 @@ func (c *Client) Restart(ctx context.Context, id string, timeout time.Duration) 
 // container that is not running fails with an error satisfying
 // errdefs.IsConflict.
 func (c *Client) Signal(ctx context.Context, id, signal string) error {
+	defer c.Interventions.Begin(id)()
 	return sendSignal(ctx, c.sdk, id, signal)
 }
 

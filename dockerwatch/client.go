@@ -28,6 +28,10 @@ type Client struct {
 	// serverAPI is the API version the daemon reported in the last successful
 	// Ping, for logs and the status page.
 	serverAPI atomic.Value // string
+	images    imageLabels
+	// Interventions records what this client did to containers, so the
+	// event stream can tell the controller's own stops from others'.
+	Interventions *Interventions
 }
 
 // New returns a Client for host, e.g. "unix:///var/run/docker.sock". An empty
@@ -52,7 +56,7 @@ func New(host string) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating docker client for %q: %w", host, err)
 	}
-	c := &Client{sdk: sdk}
+	c := &Client{sdk: sdk, images: imageLabels{api: sdk}, Interventions: NewInterventions(nil)}
 	c.serverAPI.Store("")
 	return c, nil
 }
@@ -65,9 +69,10 @@ func (c *Client) SDK() *client.Client { return c.sdk }
 // Close releases the SDK client's idle connections.
 func (c *Client) Close() error { return c.sdk.Close() }
 
-// Inspect returns the container with the given ID or name. A container the
-// engine does not know yields an error wrapping both ErrNotFound and the
-// engine's not-found error.
+// Inspect returns the container with the given ID or name, with its
+// image's labels (cached per image ID). A container the engine does not
+// know yields an error wrapping both ErrNotFound and the engine's
+// not-found error.
 func (c *Client) Inspect(ctx context.Context, id string) (Container, error) {
 	resp, err := c.sdk.ContainerInspect(ctx, id)
 	if err != nil {
@@ -76,7 +81,11 @@ func (c *Client) Inspect(ctx context.Context, id string) (Container, error) {
 		}
 		return Container{}, fmt.Errorf("inspecting container %s: %w", id, err)
 	}
-	return FromInspect(resp), nil
+	ctr := FromInspect(resp)
+	if ctr.ImageLabels, err = c.images.labelsOf(ctx, ctr.ImageID); err != nil {
+		return Container{}, fmt.Errorf("inspecting container %s: %w", id, err)
+	}
+	return ctr, nil
 }
 
 // List returns every container, stopped ones included, each fully inspected.

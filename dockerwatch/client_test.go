@@ -34,6 +34,8 @@ func fakeEngine(t *testing.T) *Client {
 			_ = json.NewEncoder(w).Encode([]container.Summary{{ID: "c1"}, {ID: "gone"}})
 		case path == "/containers/c1/json":
 			_ = json.NewEncoder(w).Encode(inspectFixture(func(r *container.InspectResponse) { r.ID = "c1" }))
+		case path == "/images/sha256:abc/json":
+			_, _ = w.Write([]byte(`{"Id":"sha256:abc","Config":{"Labels":{"crank.security.level":"tls"}}}`))
 		case strings.HasPrefix(path, "/containers/"):
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusNotFound)
@@ -73,6 +75,9 @@ func TestListSkipsContainersThatVanishBeforeInspect(t *testing.T) {
 	}
 	if len(got) != 1 || got[0].ID != "c1" || got[0].Name != "web" {
 		t.Errorf("got %+v, want exactly c1 (named web)", got)
+	}
+	if len(got) == 1 && got[0].ImageLabels["crank.security.level"] != "tls" {
+		t.Errorf("image labels: got %v, want the image's crank.security.level=tls", got[0].ImageLabels)
 	}
 }
 

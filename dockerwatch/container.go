@@ -24,11 +24,16 @@ type Container struct {
 	Project string
 	Service string
 
-	Image    string
-	Labels   map[string]string
-	Env      map[string]string // Config.Env split at the first "="
-	Hostname string
-	User     string // Config.User, e.g. "1000:1000" or "app"; "" means root
+	Image   string
+	ImageID string // the image's content digest, "sha256:..."
+	// Labels are the container's labels as the engine reports them, which
+	// include every LABEL of its image. ImageLabels are the image's own,
+	// so a caller can tell which values the image supplied.
+	Labels      map[string]string
+	ImageLabels map[string]string
+	Env         map[string]string // Config.Env split at the first "="
+	Hostname    string
+	User        string // Config.User, e.g. "1000:1000" or "app"; "" means root
 
 	State        State
 	Health       string // "", "starting", "healthy" or "unhealthy"

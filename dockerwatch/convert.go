@@ -28,6 +28,7 @@ func FromInspect(resp container.InspectResponse) Container {
 		c.ID = b.ID
 		c.Name = strings.TrimPrefix(b.Name, "/")
 		c.Image = b.Image // the image ID; replaced by Config.Image below if set
+		c.ImageID = b.Image
 		c.Created = parseTime(b.Created)
 		c.RestartCount = b.RestartCount
 		if s := b.State; s != nil {

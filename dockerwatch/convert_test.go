@@ -49,6 +49,7 @@ func wantFixture(edits ...func(*Container)) Container {
 		Name:        "web",
 		Service:     "web",
 		Image:       "nginx:1.27",
+		ImageID:     "sha256:abc",
 		Hostname:    testID[:12],
 		State:       StateRunning,
 		Created:     time.Date(2026, 11, 29, 11, 0, 0, 5e8, time.UTC),
@@ -192,7 +193,7 @@ func TestFromInspect(t *testing.T) {
 			in: inspectFixture(func(r *container.InspectResponse) {
 				r.State, r.HostConfig, r.Config, r.NetworkSettings = nil, nil, nil, nil
 			}),
-			want: Container{ID: testID, Name: "web", Service: "web", Image: "sha256:abc",
+			want: Container{ID: testID, Name: "web", Service: "web", Image: "sha256:abc", ImageID: "sha256:abc",
 				Created: time.Date(2026, 11, 29, 11, 0, 0, 5e8, time.UTC)},
 		},
 		"should survive an entirely empty response": {

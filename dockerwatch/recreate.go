@@ -59,6 +59,7 @@ const oldNameInfix = "-crank-old-"
 // ErrRollbackFailed). Containers that can't be recreated safely (auto-remove,
 // being removed, dead) are refused before anything is changed.
 func (c *Client) Recreate(ctx context.Context, id string, addLabels map[string]string, removeLabels []string, stopTimeout time.Duration) (newID string, err error) {
+	defer c.Interventions.Begin(id)()
 	return recreate(ctx, c.sdk, id, addLabels, removeLabels, stopTimeout)
 }
 

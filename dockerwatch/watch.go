@@ -88,6 +88,9 @@ type WatcherOptions struct {
 	// Clock defaults to time.Now. It stamps connections (for StableAfter)
 	// and the watchdog's query window; timers still run on real time.
 	Clock func() time.Time
+	// Interventions, when set, is told of every event, so the reconciler
+	// can stand aside while someone else stops a container.
+	Interventions *Interventions
 }
 
 func (o WatcherOptions) withDefaults() WatcherOptions {
@@ -122,11 +125,13 @@ func (noMetrics) Reconnect()   {}
 
 // watchedActions are the container events that can change what a container
 // needs: a new container (create), a (re)started process (start), one that
-// stopped or went away (die, destroy), and health changes. The daemon matches
-// "health_status" against "health_status: healthy" etc. (moby#25798).
+// is being stopped (kill, stop: they come before the process is gone, and
+// tell the controller to stand aside) or went away (die, destroy), and
+// health changes. The daemon matches "health_status" against
+// "health_status: healthy" etc. (moby#25798).
 var watchedActions = []events.Action{
-	events.ActionCreate, events.ActionStart, events.ActionDie,
-	events.ActionDestroy, events.ActionHealthStatus,
+	events.ActionCreate, events.ActionStart, events.ActionKill, events.ActionStop,
+	events.ActionDie, events.ActionDestroy, events.ActionHealthStatus,
 }
 
 func eventFilters() filters.Args {
@@ -300,6 +305,8 @@ func (w *Watcher) receive(ctx context.Context, msgs <-chan events.Message, errs 
 }
 
 func (w *Watcher) observe(m events.Message) {
+	// Noted before the key is queued, so the reconcile it triggers sees it.
+	w.opts.Interventions.Note(m.Actor.ID, string(m.Action), m.Actor.Attributes["signal"], time.Unix(0, m.TimeNano))
 	if m.Actor.ID != "" {
 		w.q.Add(m.Actor.ID)
 	}
