@@ -47,6 +47,12 @@ type config struct {
 	// AllowHTTPHealthcheck is ALLOW_HTTP_HEALTHCHECK: the healthcheck
 	// subcommand may fall back to plain HTTP (a visible downgrade).
 	AllowHTTPHealthcheck bool
+	// Drain is DRAIN_ON_SIGTERM (default 0: exit at once). On SIGTERM the
+	// listeners close at once, but the process exits only this much later,
+	// as a server finishing in-flight work does. Meanwhile the container
+	// is running yet answers nothing: what a prober sees during `docker
+	// stop` or `compose down` of a real draining service.
+	Drain time.Duration
 }
 
 // loadConfig reads the environment through getenv so tests need no real env.
@@ -106,6 +112,13 @@ func loadConfig(getenv func(string) string) (config, error) {
 			return config{}, fmt.Errorf("CALL_INTERVAL=%q: want a duration of at least 10ms", v)
 		}
 		cfg.CallInterval = d
+	}
+	if v := getenv("DRAIN_ON_SIGTERM"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return config{}, fmt.Errorf("DRAIN_ON_SIGTERM=%q: want a duration such as 25s", v)
+		}
+		cfg.Drain = d
 	}
 	return cfg, nil
 }

@@ -19,7 +19,9 @@
 // the seed mixes /certs and /etc/certs), SERVICE_HTTPS_PORT (default 8443),
 // SERVICE_PORT (default 8080), MODE, RELOAD_SIGNAL ("" or SIGHUP), ALSO_HTTP
 // (serve the plain port next to TLS, for the http-also-open finding) and
-// ALLOW_HTTP_HEALTHCHECK (let the healthcheck subcommand downgrade to HTTP).
+// ALLOW_HTTP_HEALTHCHECK (let the healthcheck subcommand downgrade to HTTP)
+// and DRAIN_ON_SIGTERM (e.g. 25s: on SIGTERM close the listeners at once but
+// exit only that much later, like a server draining in-flight requests).
 //
 // Endpoints: GET /health, GET /bootinfo, GET /call?url=<https url> (an mTLS
 // request to another service with client.crt/client.key, as workers call the
@@ -32,6 +34,8 @@
 //	testservice healthcheck          compose HEALTHCHECK: HTTPS with the client cert
 //	testservice cat <path>           print a file (e2e reads volumes with it)
 //	testservice write <path> <mode> <base64>   write a file (e2e seeds volumes)
+//	testservice mkfifo <path>        replace a file with a named pipe (e2e plays a hostile tenant)
+//	testservice link <target> <path> replace a file with a hard link to target (likewise)
 //
 // It talks only to the addresses it is given: its own listeners, and the URL
 // passed to /call.

@@ -26,8 +26,12 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 			return catFile(args[1:], stdout, stderr)
 		case "write":
 			return writeFile(args[1:], stderr)
+		case "mkfifo":
+			return mkfifo(args[1:], stderr)
+		case "link":
+			return link(args[1:], stderr)
 		default:
-			fmt.Fprintf(stderr, "unknown subcommand %q; want serve, healthcheck, cat <path> or write <path> <octal-mode> <base64>\n", args[0])
+			fmt.Fprintf(stderr, "unknown subcommand %q; want serve, healthcheck, cat <path>, write <path> <octal-mode> <base64>, mkfifo <path> or link <target> <path>\n", args[0])
 			return 2
 		}
 	}
@@ -78,7 +82,7 @@ func serve(cfg config, logger *slog.Logger) error {
 		}()
 	}
 	go a.callLoop(ctx)
-	err = a.run(ctx)
+	err = a.runThenDrain(ctx)
 	logger.Info("stopped", keyService, cfg.Service)
 	return err
 }

@@ -25,6 +25,7 @@ const (
 	keyError       = "error"
 	keyURL         = "url"
 	keyStatus      = "status"
+	keyDrain       = "drain"
 )
 
 // shutdownGrace bounds graceful shutdown so `docker stop` returns in well
@@ -52,6 +53,10 @@ type app struct {
 	servers         []*http.Server
 
 	calls callCounter
+
+	// after is time.After; a field so tests can hold the drain open and
+	// release it without waiting on the clock.
+	after func(time.Duration) <-chan time.Time
 }
 
 // newApp gathers (scans the certs dir), decides, and loads the material.
@@ -60,7 +65,7 @@ func newApp(cfg config, logger *slog.Logger, now func() time.Time) (*app, error)
 	if err != nil {
 		return nil, fmt.Errorf("scanning %s: %w", cfg.CertsDir, err)
 	}
-	a := &app{cfg: cfg, dec: decide(cfg.Mode, present), logger: logger, now: now}
+	a := &app{cfg: cfg, dec: decide(cfg.Mode, present), logger: logger, now: now, after: time.After}
 	a.boot = bootInfo{
 		CertsAtBoot: present[fileServerCert] && present[fileServerKey],
 		FilesSeen:   present.names(),
@@ -171,6 +176,18 @@ func (a *app) run(ctx context.Context) error {
 		srv.Close() // whatever did not finish in the grace period
 	}
 	return err
+}
+
+// runThenDrain is run, then, when it ended because ctx did (SIGTERM) and
+// DRAIN_ON_SIGTERM is set, the drain: the listeners are already closed,
+// and the process stays for cfg.Drain more before it exits.
+func (a *app) runThenDrain(ctx context.Context) error {
+	if err := a.run(ctx); err != nil || a.cfg.Drain <= 0 {
+		return err
+	}
+	a.logger.Info("listeners closed; draining before exit", keyService, a.cfg.Service, keyDrain, a.cfg.Drain.String())
+	<-a.after(a.cfg.Drain)
+	return nil
 }
 
 func (a *app) routes() http.Handler {
