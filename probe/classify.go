@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"slices"
 	"strings"
 	"time"
@@ -17,6 +16,7 @@ import (
 type observation struct {
 	Step
 	connected       bool                // a TCP connection was accepted
+	serverSpoke     bool                // the server sent something during the TLS handshake
 	handshakeFailed bool                // the TLS handshake returned an error
 	verified        bool                // the server certificate verified
 	certs           []*x509.Certificate // the verified served chain
@@ -49,20 +49,11 @@ func (o observation) leaf() *x509.Certificate {
 	return nil
 }
 
-// remoteAlert reports whether err is a TLS alert sent by the peer. crypto/tls
-// reports those as a *net.OpError with Op "remote error" around an
-// unexported alert type; the Op field is the only typed handle there is.
-func remoteAlert(err error) bool {
-	op, ok := errors.AsType[*net.OpError](err)
-	return ok && op.Op == "remote error"
-}
-
 // tlsAnswered reports whether something on the HTTPS port answered the
-// handshake: it showed a certificate, sent an alert, or replied with
-// something that is not TLS. A refused, reset or silent connection did not.
+// handshake: a certificate, an alert, a ServerHello we refused, or something
+// that is not TLS. A refused, reset or silent connection did not.
 func (o observation) tlsAnswered() bool {
-	_, notTLS := errors.AsType[tls.RecordHeaderError](o.err)
-	return o.OK || o.verified || len(o.served()) > 0 || remoteAlert(o.err) || notTLS
+	return o.OK || o.serverSpoke
 }
 
 // acceptedWithoutCert: the server answered a certificate-less client with
@@ -121,9 +112,9 @@ func decide(t Target, obs observations, roots *x509.CertPool, now time.Time) (Le
 	return level, fs
 }
 
-// httpsFailure says why the HTTPS step with our client certificate failed,
-// when the failure tells us something about the service. A refused or
-// silent port says nothing beyond the Step's error.
+// httpsFailure says why the HTTPS step with our client certificate failed.
+// Any failed handshake gets a finding; a port that refused the connection
+// says nothing beyond the Step's error.
 func httpsFailure(t Target, o observation, roots *x509.CertPool, now time.Time) []Finding {
 	if _, ok := errors.AsType[*tls.CertificateVerificationError](o.err); ok {
 		return certFindings(o.err, o.served(), t.Service, roots, now)
@@ -135,6 +126,8 @@ func httpsFailure(t Target, o observation, roots *x509.CertPool, now time.Time) 
 		return []Finding{{HealthNotOK, fmt.Sprintf("no HTTP response on %s after a verified TLS handshake: %v", o.Addr, o.err)}}
 	case notTLS:
 		return []Finding{{NotTLS, fmt.Sprintf("HTTPS port %s answered, but not with TLS", o.Addr)}}
+	case o.handshakeFailed:
+		return []Finding{handshakeFinding(o)}
 	}
 	return nil
 }

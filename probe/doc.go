@@ -13,9 +13,14 @@
 //     enforced by the application);
 //  3. plain HTTP GET of the health path on the HTTP port.
 //
+// The HTTPS requests offer ALPN h2 and http/1.1 and speak HTTP/2 when the
+// server selects it, so a gRPC-style service that speaks only HTTP/2 is
+// measured like any other; otherwise they speak HTTP/1.1.
+//
 // The outcome is a Level (down < plain < tls < mtls) and Findings that say
 // why (client-auth-not-enforced, untrusted-server-cert, san-mismatch,
-// expired-served-cert, served-cert-not-current, http-also-open, ...).
+// expired-served-cert, served-cert-not-current, tls-version-unsupported,
+// tls-handshake-failed, http-also-open, ...).
 // A served certificate that fails verification never counts as tls: the
 // service is then plain at best, with the verification failure as finding.
 // Gathering (prober.go) is kept apart from deciding (classify.go, pure).

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -73,9 +74,15 @@ type serverOpts struct {
 	names      []string
 	issue      certs.IssueOptions
 	cert       *tls.Certificate // replaces the issued certificate
+	minVersion uint16
 	maxVersion uint16
-	listen     string // listen address, default 127.0.0.1:0
-	handler    http.Handler
+	// nextProtos is the server's ALPN list; nil keeps httptest's http/1.1.
+	nextProtos []string
+	// h2Only turns HTTP/1 off: a gRPC-style server that answers only HTTP/2
+	// and drops a connection that negotiated nothing.
+	h2Only  bool
+	listen  string // listen address, default 127.0.0.1:0
+	handler http.Handler
 	// onHello runs when a ClientHello arrives; onDone when a handshake
 	// completes. For counting handshakes in flight.
 	onHello, onDone func()
@@ -89,8 +96,13 @@ func withNames(n ...string) serverOpt               { return func(o *serverOpts)
 func withIssue(i certs.IssueOptions) serverOpt      { return func(o *serverOpts) { o.issue = i } }
 func withCert(c tls.Certificate) serverOpt          { return func(o *serverOpts) { o.cert = &c } }
 func withHandler(h http.Handler) serverOpt          { return func(o *serverOpts) { o.handler = h } }
+func withMinVersion(v uint16) serverOpt             { return func(o *serverOpts) { o.minVersion = v } }
 func withMaxVersion(v uint16) serverOpt             { return func(o *serverOpts) { o.maxVersion = v } }
+func withNextProtos(p ...string) serverOpt          { return func(o *serverOpts) { o.nextProtos = p } }
 func withListen(addr string) serverOpt              { return func(o *serverOpts) { o.listen = addr } }
+func withH2Only() serverOpt {
+	return func(o *serverOpts) { o.nextProtos, o.h2Only = []string{"h2"}, true }
+}
 func withStatus(code int) serverOpt {
 	return withHandler(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(code) }))
 }
@@ -126,7 +138,13 @@ func (p *pki) tlsServer(t testing.TB, opts ...serverOpt) (int, *x509.Certificate
 		s.Listener.Close()
 		s.Listener = l
 	}
-	s.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: o.clientAuth, ClientCAs: o.clientCAs, MaxVersion: o.maxVersion}
+	s.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: o.clientAuth, ClientCAs: o.clientCAs,
+		MinVersion: o.minVersion, MaxVersion: o.maxVersion, NextProtos: o.nextProtos}
+	if o.h2Only {
+		var h2 http.Protocols
+		h2.SetHTTP2(true)
+		s.Config.Protocols = &h2
+	}
 	if o.onHello != nil {
 		s.TLS.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) { o.onHello(); return nil, nil }
 	}
@@ -145,6 +163,68 @@ func plainServer(t testing.TB, h http.Handler) int {
 	s := httptest.NewServer(h)
 	t.Cleanup(s.Close)
 	return portOf(t, s.Listener.Addr())
+}
+
+// rawServer accepts connections on 127.0.0.1 and hands each to serve, for
+// servers Go's TLS stack cannot play (one that hangs up at the ClientHello,
+// an old one that answers TLS 1.1). It returns the port.
+func rawServer(t testing.TB, serve func(net.Conn)) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { l.Close(); wg.Wait() })
+	// The accept loop is itself in wg, so no wg.Go races with wg.Wait.
+	wg.Go(func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(10 * time.Second)) // a broken test fails instead of hanging
+				serve(c)
+			})
+		}
+	})
+	return portOf(t, l.Addr())
+}
+
+// readRecord reads one TLS record (the ClientHello) and discards it.
+func readRecord(c net.Conn) error {
+	hdr := make([]byte, 5)
+	if _, err := io.ReadFull(c, hdr); err != nil {
+		return err
+	}
+	_, err := io.CopyN(io.Discard, c, int64(hdr[3])<<8|int64(hdr[4]))
+	return err
+}
+
+// hangUpAtHello reads the ClientHello and closes the connection, as servers
+// do that find nothing they can agree to and send no alert.
+func hangUpAtHello(c net.Conn) { _ = readRecord(c) }
+
+// oldServerHello answers the ClientHello like a server that predates the
+// supported_versions extension and knows nothing newer than vers: it picks
+// vers from the ClientHello's legacy version field, as RFC 8446 D.1 expects.
+func oldServerHello(vers uint16) func(net.Conn) {
+	return func(c net.Conn) {
+		if readRecord(c) != nil {
+			return
+		}
+		body := []byte{byte(vers >> 8), byte(vers)}
+		body = append(body, make([]byte, 32)...) // random
+		body = append(body, 0)                   // no session ID
+		body = append(body, 0xc0, 0x13)          // TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA
+		body = append(body, 0)                   // no compression, no extensions
+		// A ServerHello message in a handshake record.
+		msg := append([]byte{2, 0, 0, byte(len(body))}, body...)
+		_, _ = c.Write(append([]byte{22, 3, 1, 0, byte(len(msg))}, msg...))
+		_, _ = io.Copy(io.Discard, c) // until the client's alert and close
+	}
 }
 
 // closedPort returns a port on 127.0.0.1 that nothing listens on.

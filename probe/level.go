@@ -18,8 +18,9 @@ const (
 	Down Level = "down"
 	// Plain: the service is up but offers no security a verifying client can
 	// use: it answered plain HTTP only, or its HTTPS port answered with a
-	// certificate that does not verify, refused our client certificate, or
-	// did not speak TLS. The findings say which.
+	// certificate that does not verify, refused our client certificate,
+	// failed the handshake (an old TLS version, no ALPN protocol in common),
+	// or did not speak TLS. The findings say which.
 	Plain Level = "plain"
 	// TLS: a verified server certificate, but the server also serves a
 	// client that presents no certificate (client auth not enforced).
@@ -87,6 +88,15 @@ const (
 	// server refused our client certificate with a TLS alert, typically a
 	// process still trusting only an old CA after a rollover.
 	ClientCertRejected Reason = "client-cert-rejected"
+	// TLSVersionUnsupported (extra): the HTTPS port speaks only TLS versions
+	// older than 1.2, Go's minimum and ours; the message names the version
+	// when the server said which.
+	TLSVersionUnsupported Reason = "tls-version-unsupported"
+	// TLSHandshakeFailed: the TLS handshake failed for a reason no other
+	// finding names: no application protocol (ALPN) in common, no cipher
+	// suite in common, a server that hung up or timed out. The message has
+	// the cause.
+	TLSHandshakeFailed Reason = "tls-handshake-failed"
 	// NotTLS (extra): the HTTPS port answered, but not with TLS.
 	NotTLS Reason = "not-tls"
 	// HTTPAlsoOpen: plain HTTP answers next to working HTTPS, a downgrade
@@ -109,8 +119,8 @@ const (
 // reasonOrder is the order findings are reported in.
 var reasonOrder = []Reason{
 	ClientAuthNotEnforced, UntrustedServerCert, SANMismatch, ExpiredServedCert,
-	ServedCertNotCurrent, ClientCertRejected, NotTLS, HTTPAlsoOpen, HealthNotOK,
-	NoPorts, NoAddresses, InvalidTarget,
+	ServedCertNotCurrent, ClientCertRejected, TLSVersionUnsupported, TLSHandshakeFailed,
+	NotTLS, HTTPAlsoOpen, HealthNotOK, NoPorts, NoAddresses, InvalidTarget,
 }
 
 // Finding is one thing a probe found wrong, with a human-readable message.

@@ -208,6 +208,65 @@ func TestProbeClassifies(t *testing.T) {
 			},
 			wantLevel: Plain, wantReasons: []Reason{UntrustedServerCert, ExpiredServedCert},
 		},
+		"should report mtls for an h2-only service that requires client certificates": {
+			target: func(t *testing.T) Target {
+				port, _ := p.tlsServer(t, withH2Only())
+				return newTarget(withHTTPS(port))
+			},
+			wantLevel: MTLS,
+		},
+		"should report tls and client-auth-not-enforced for an h2-only service that accepts any client": {
+			target: func(t *testing.T) Target {
+				port, _ := p.tlsServer(t, withH2Only(), withClientAuth(tls.NoClientCert))
+				return newTarget(withHTTPS(port))
+			},
+			wantLevel: TLS, wantReasons: []Reason{ClientAuthNotEnforced},
+		},
+		"should count an app-level 401 over HTTP/2 as enforced client auth": {
+			target: func(t *testing.T) Target {
+				port, _ := p.tlsServer(t, withH2Only(), withClientAuth(tls.VerifyClientCertIfGiven), withHandler(http.HandlerFunc(
+					func(w http.ResponseWriter, r *http.Request) {
+						if len(r.TLS.PeerCertificates) == 0 {
+							w.WriteHeader(http.StatusUnauthorized)
+						}
+					})))
+				return newTarget(withHTTPS(port))
+			},
+			wantLevel: MTLS,
+		},
+		"should speak HTTP/2 when the server offers both h2 and http/1.1": {
+			target: func(t *testing.T) Target {
+				port, _ := p.tlsServer(t, withNextProtos("h2", "http/1.1"), withHandler(http2Only))
+				return newTarget(withHTTPS(port))
+			},
+			wantLevel: MTLS,
+		},
+		"should report tls-version-unsupported with the cause for a server that speaks only TLS 1.1": {
+			target: func(t *testing.T) Target {
+				port, _ := p.tlsServer(t, withMinVersion(tls.VersionTLS10), withMaxVersion(tls.VersionTLS11))
+				return newTarget(withHTTPS(port))
+			},
+			wantLevel: Plain, wantReasons: []Reason{TLSVersionUnsupported}, wantMessage: "TLS 1.2 is the minimum",
+		},
+		"should name the version an old server picks without knowing supported_versions": {
+			target: func(t *testing.T) Target {
+				return newTarget(withHTTPS(rawServer(t, oldServerHello(tls.VersionTLS11))))
+			},
+			wantLevel: Plain, wantReasons: []Reason{TLSVersionUnsupported}, wantMessage: "offers only TLS 1.1; TLS 1.2 is the minimum",
+		},
+		"should report tls-handshake-failed when the server's ALPN list has nothing in common with ours": {
+			target: func(t *testing.T) Target {
+				port, _ := p.tlsServer(t, withNextProtos("acme-tls/1"))
+				return newTarget(withHTTPS(port))
+			},
+			wantLevel: Plain, wantReasons: []Reason{TLSHandshakeFailed}, wantMessage: "application protocols",
+		},
+		"should report tls-handshake-failed when the HTTPS port hangs up at the ClientHello and HTTP answers": {
+			target: func(t *testing.T) Target {
+				return newTarget(withHTTPS(rawServer(t, hangUpAtHello)), withHTTP(plainServer(t, okHandler)))
+			},
+			wantLevel: Plain, wantReasons: []Reason{TLSHandshakeFailed},
+		},
 		"should refuse a port out of range": {
 			target:    func(t *testing.T) Target { return newTarget(withHTTPS(70000)) },
 			wantLevel: Down, wantReasons: []Reason{InvalidTarget},
@@ -241,3 +300,11 @@ func TestProbeClassifies(t *testing.T) {
 		})
 	}
 }
+
+// http2Only answers 505 to anything but HTTP/2, so a probe that settles for
+// HTTP/1.1 where HTTP/2 was on offer shows up as health-not-ok.
+var http2Only = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	if r.ProtoMajor != 2 {
+		w.WriteHeader(http.StatusHTTPVersionNotSupported)
+	}
+})

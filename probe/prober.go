@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -25,6 +26,10 @@ const (
 // maxHeaderBytes caps response headers; a health endpoint has no business
 // sending more, and the default (1 MB) is a lot to accept from a container.
 const maxHeaderBytes = 64 << 10
+
+// h2Window is the HTTP/2 receive window: the least MaxReceiveBufferPerConnection
+// accepts.
+const h2Window = 64 << 10
 
 // userAgent identifies probes in the services' access logs.
 const userAgent = "crank-mtls-controller-probe"
@@ -165,11 +170,16 @@ func (p *Prober) Probe(ctx context.Context, t Target) (res Result) {
 	return res
 }
 
+// alpn is what the TLS steps offer: h2 first, so that a gRPC-style service
+// that speaks nothing else answers, then http/1.1. A server that selects
+// nothing is spoken to in HTTP/1.1, like one that selects http/1.1.
+var alpn = []string{"h2", "http/1.1"}
+
 // tlsConfig is the verifying client configuration of one step. The server
 // name is only ever SNI and the name verified; the address dialed comes from
 // the target's IPs.
 func (p *Prober) tlsConfig(t Target, c *credentials, withCert bool) *tls.Config {
-	cfg := &tls.Config{RootCAs: c.roots, ServerName: t.Service, Time: p.clock}
+	cfg := &tls.Config{RootCAs: c.roots, ServerName: t.Service, Time: p.clock, NextProtos: slices.Clone(alpn)}
 	if withCert && c.cert.Certificate != nil {
 		cfg.Certificates = []tls.Certificate{c.cert}
 	}
@@ -192,10 +202,7 @@ func (p *Prober) step(ctx context.Context, t Target, addrs []netip.Addr, port in
 }
 
 // attempt is one request over one connection that it dials and (for HTTPS)
-// handshakes itself, synchronously, so it knows exactly how far it got. The
-// Transport is fresh and is handed only that connection: no keep-alive, no
-// proxy, no HTTP/2, nothing shared with another probe, so each attempt proves
-// what is served right now, and no URL or redirect can make it dial elsewhere.
+// handshakes itself, synchronously, so it knows exactly how far it got.
 func (p *Prober) attempt(ctx context.Context, t Target, ap netip.AddrPort, tlsCfg *tls.Config) observation {
 	o := observation{Step: Step{Attempted: true, Addr: ap.String()}}
 	fail := func(err error) observation {
@@ -215,20 +222,60 @@ func (p *Prober) attempt(ctx context.Context, t Target, ap netip.AddrPort, tlsCf
 	scheme, c := "http", conn
 	if tlsCfg != nil {
 		scheme = "https"
-		cfg := tlsCfg.Clone()
-		// Runs right after the server certificate verified, before our own
-		// certificate is sent: a later alert is then about our certificate.
-		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
-			o.verified, o.certs = true, cs.PeerCertificates
-			return nil
-		}
-		tc := tls.Client(conn, cfg)
-		if err := tc.HandshakeContext(ctx); err != nil {
+		tc, err := handshake(ctx, conn, tlsCfg, &o)
+		if err != nil {
 			o.handshakeFailed = true
 			return fail(err)
 		}
 		c = tc
 	}
+	status, err := p.get(ctx, t, ap, scheme, c)
+	if err != nil {
+		return fail(err)
+	}
+	o.OK, o.Status = true, status
+	return o
+}
+
+// handshake runs the TLS handshake over conn and records in o what the
+// server showed of itself on the way, even when the handshake then fails.
+func handshake(ctx context.Context, conn net.Conn, tlsCfg *tls.Config, o *observation) (*tls.Conn, error) {
+	cfg := tlsCfg.Clone()
+	// Runs right after the server certificate verified, before our own
+	// certificate is sent: a later alert is then about our certificate.
+	cfg.VerifyConnection = func(cs tls.ConnectionState) error {
+		o.verified, o.certs = true, cs.PeerCertificates
+		return nil
+	}
+	rc := &readFlag{Conn: conn}
+	tc := tls.Client(rc, cfg)
+	err := tc.HandshakeContext(ctx)
+	o.serverSpoke = rc.read.Load()
+	return tc, err
+}
+
+// readFlag notes whether anything was read, which tells a server that
+// answered the handshake (whatever it said) from one that hung up or stayed
+// silent.
+type readFlag struct {
+	net.Conn
+	read atomic.Bool
+}
+
+func (r *readFlag) Read(b []byte) (int, error) {
+	n, err := r.Conn.Read(b)
+	if n > 0 {
+		r.read.Store(true)
+	}
+	return n, err
+}
+
+// get sends the health request over c and returns the status. The Transport
+// is fresh and is handed only c: no keep-alive, no proxy, nothing shared
+// with another probe, so each attempt proves what is served right now, and
+// no URL or redirect can make it dial elsewhere. It speaks HTTP/2 exactly
+// when c is a *tls.Conn whose handshake negotiated "h2".
+func (p *Prober) get(ctx context.Context, t Target, ap netip.AddrPort, scheme string, c net.Conn) (int, error) {
 	var used atomic.Bool
 	handOver := func(context.Context, string, string) (net.Conn, error) {
 		if used.Swap(true) {
@@ -238,11 +285,16 @@ func (p *Prober) attempt(ctx context.Context, t Target, ap netip.AddrPort, tlsCf
 	}
 	tr := &http.Transport{
 		Proxy:                  nil,
-		DisableKeepAlives:      true,
+		DisableKeepAlives:      true, // for HTTP/2 too: the connection serves one request
 		DisableCompression:     true,
-		MaxResponseHeaderBytes: maxHeaderBytes,
+		MaxResponseHeaderBytes: maxHeaderBytes, // also HTTP/2's header list limit
 		DialContext:            handOver,
 		DialTLSContext:         handOver,
+		Protocols:              protocolsFor(c),
+		// Over HTTP/2 the Transport buffers what the server sends ahead of our
+		// reads, up to the flow-control windows (4 MiB by default). The
+		// smallest windows keep that near the body cap.
+		HTTP2: &http.HTTP2Config{MaxReceiveBufferPerConnection: h2Window, MaxReceiveBufferPerStream: h2Window},
 	}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{
@@ -251,20 +303,33 @@ func (p *Prober) attempt(ctx context.Context, t Target, ap netip.AddrPort, tlsCf
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, scheme+"://"+ap.String()+t.HealthPath, nil)
 	if err != nil {
-		return fail(err)
+		return 0, fmt.Errorf("building the health request: %w", err)
 	}
 	req.Host = net.JoinHostPort(t.Service, strconv.Itoa(int(ap.Port())))
 	req.Header.Set("User-Agent", userAgent)
 	resp, err := client.Do(req)
 	if err != nil {
-		return fail(err)
+		return 0, err
 	}
 	defer resp.Body.Close()
 	// The status is all we need; reading a bounded prefix lets a well-behaved
-	// server finish, and closing the rest drops the connection.
+	// server finish, and closing the rest drops the connection (or, over
+	// HTTP/2, resets the stream).
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, p.maxBody))
-	o.OK, o.Status = true, resp.StatusCode
-	return o
+	return resp.StatusCode, nil
+}
+
+// protocolsFor is HTTP/2 alone when c's handshake negotiated "h2", and
+// HTTP/1.1 alone otherwise: the Transport speaks what the server agreed to,
+// and sets nothing up for the protocol it will not use.
+func protocolsFor(c net.Conn) *http.Protocols {
+	var p http.Protocols
+	if tc, ok := c.(*tls.Conn); ok && tc.ConnectionState().NegotiatedProtocol == "h2" {
+		p.SetHTTP2(true)
+	} else {
+		p.SetHTTP1(true)
+	}
+	return &p
 }
 
 // errConnUsed would mean the Transport tried a second connection; it must

@@ -16,47 +16,90 @@ import (
 	"time"
 )
 
+// overEachProtocol names the server options of the protocols the prober
+// speaks, so each safety property is proven over both.
+var overEachProtocol = map[string][]serverOpt{
+	"over HTTP/1.1": nil,
+	"over HTTP/2":   {withH2Only()},
+}
+
 func TestProbeDoesNotFollowRedirects(t *testing.T) {
 	t.Parallel()
 	p := newPKI(t)
-	var landed atomic.Int32
-	mux := http.NewServeMux()
-	mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/landing", http.StatusFound) })
-	mux.HandleFunc("/landing", func(http.ResponseWriter, *http.Request) { landed.Add(1) })
-	port, _ := p.tlsServer(t, withHandler(mux))
+	for name, proto := range overEachProtocol {
+		t.Run("should stop at the redirect "+name, func(t *testing.T) {
+			t.Parallel()
+			var landed atomic.Int32
+			mux := http.NewServeMux()
+			mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/landing", http.StatusFound) })
+			mux.HandleFunc("/landing", func(http.ResponseWriter, *http.Request) { landed.Add(1) })
+			port, _ := p.tlsServer(t, append(proto, withHandler(mux))...)
 
-	res := p.prober().Probe(t.Context(), newTarget(withHTTPS(port)))
-	if got := res.HTTPSWithClientCert.Status; got != http.StatusFound {
-		t.Errorf("got status %d, want %d (the redirect itself)", got, http.StatusFound)
-	}
-	if n := landed.Load(); n != 0 {
-		t.Errorf("got %d requests to the redirect target, want 0", n)
-	}
-	if got, want := res.Reasons(), []Reason{HealthNotOK}; res.Level != MTLS || !slices.Equal(got, want) {
-		t.Errorf("got %s %s, want %s %s", res.Level, reasonsString(got), MTLS, reasonsString(want))
+			res := p.prober().Probe(t.Context(), newTarget(withHTTPS(port)))
+			if got := res.HTTPSWithClientCert.Status; got != http.StatusFound {
+				t.Errorf("got status %d, want %d (the redirect itself)", got, http.StatusFound)
+			}
+			if n := landed.Load(); n != 0 {
+				t.Errorf("got %d requests to the redirect target, want 0", n)
+			}
+			if got, want := res.Reasons(), []Reason{HealthNotOK}; res.Level != MTLS || !slices.Equal(got, want) {
+				t.Errorf("got %s %s, want %s %s", res.Level, reasonsString(got), MTLS, reasonsString(want))
+			}
+		})
 	}
 }
 
 func TestProbeCapsTheBody(t *testing.T) {
 	t.Parallel()
 	p := newPKI(t)
-	// An endless body: an uncapped reader would hang until the step's
-	// deadline and fail.
-	port, _ := p.tlsServer(t, withHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		buf := make([]byte, 32<<10)
-		for r.Context().Err() == nil {
-			if _, err := w.Write(buf); err != nil {
-				return
+	for name, proto := range overEachProtocol {
+		t.Run("should read a bounded prefix of an endless body "+name, func(t *testing.T) {
+			t.Parallel()
+			// An endless body: an uncapped reader would hang until the step's
+			// deadline and fail.
+			port, _ := p.tlsServer(t, append(proto, withHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				buf := make([]byte, 32<<10)
+				for r.Context().Err() == nil {
+					if _, err := w.Write(buf); err != nil {
+						return
+					}
+				}
+			})))...)
+			const timeout = 5 * time.Second
+			res := p.prober(withMaxBody(1<<10), withTimeout(timeout)).Probe(t.Context(), newTarget(withHTTPS(port)))
+			if !res.HTTPSWithClientCert.OK || res.Level != MTLS {
+				t.Errorf("got level %s, step %+v, want mtls with an OK step", res.Level, res.HTTPSWithClientCert)
 			}
-		}
-	})))
-	const timeout = 5 * time.Second
-	res := p.prober(withMaxBody(1<<10), withTimeout(timeout)).Probe(t.Context(), newTarget(withHTTPS(port)))
-	if !res.HTTPSWithClientCert.OK || res.Level != MTLS {
-		t.Errorf("got level %s, step %+v, want mtls with an OK step", res.Level, res.HTTPSWithClientCert)
+			if res.Duration >= timeout {
+				t.Errorf("got duration %v, want well under the %v timeout: the body was not capped", res.Duration, timeout)
+			}
+		})
 	}
-	if res.Duration >= timeout {
-		t.Errorf("got duration %v, want well under the %v timeout: the body was not capped", res.Duration, timeout)
+}
+
+// TestProbeHandshakesAfreshEveryStep: HTTP/2 multiplexes streams over one
+// connection, which must not let the step without a client certificate ride
+// on the connection that presented one, nor one probe on another's.
+func TestProbeHandshakesAfreshEveryStep(t *testing.T) {
+	t.Parallel()
+	p := newPKI(t)
+	for name, proto := range overEachProtocol {
+		t.Run("should open a connection and complete a handshake per step "+name, func(t *testing.T) {
+			t.Parallel()
+			var hellos, done atomic.Int32
+			port, _ := p.tlsServer(t, append(proto, withClientAuth(tls.NoClientCert),
+				withHandshakeHooks(func() { hellos.Add(1) }, func() { done.Add(1) }))...)
+			pr := p.prober()
+			for range 2 {
+				if res := pr.Probe(t.Context(), newTarget(withHTTPS(port))); res.Level != TLS {
+					t.Fatalf("got level %s (%+v), want %s", res.Level, res.HTTPSWithClientCert, TLS)
+				}
+			}
+			// Two probes of two steps each.
+			if got, want := [2]int32{hellos.Load(), done.Load()}, [2]int32{4, 4}; got != want {
+				t.Errorf("got %d ClientHellos and %d completed handshakes, want %d and %d", got[0], got[1], want[0], want[1])
+			}
+		})
 	}
 }
 
