@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -61,8 +62,10 @@ func (o Options) withDefaults() Options {
 }
 
 // Open opens (creating if needed) the store in dir. dir is created 0700 if
-// missing (an existing dir's mode is the operator's business); the file is
-// created, and kept, 0600.
+// missing. An existing dir is tightened to 0700 and the CA keys and store
+// files in it to 0600, each change logged (see tightenStateDir), because the
+// CA key signs every identity in the trust domain; an entry that cannot be
+// tightened fails Open rather than run on with the key exposed.
 //
 // A lock held by another process returns an error wrapping ErrLocked after
 // opts.Timeout. An error opening the file at all (permission denied, a
@@ -75,6 +78,9 @@ func Open(dir string, opts Options) (*Store, error) {
 	opts = opts.withDefaults()
 	if err := os.MkdirAll(dir, dirMode); err != nil {
 		return nil, fmt.Errorf("creating state dir: %w", err)
+	}
+	if err := tightenStateDir(dir, opts.Logger); err != nil {
+		return nil, err
 	}
 	path := filepath.Join(dir, FileName)
 	s := &Store{path: path, log: opts.Logger, now: opts.Now}
@@ -107,6 +113,102 @@ func Open(dir string, opts Options) (*Store, error) {
 	s.db = db
 	s.rebuilt = true
 	return s, nil
+}
+
+// Log keys of a tightened mode.
+const (
+	logKeyFromMode = "from_mode"
+	logKeyToMode   = "to_mode"
+)
+
+// keySuffix ends the name of every private key the CA keeps in the state dir
+// (ca.key, ca-next.key; see certs.Authority).
+const keySuffix = ".key"
+
+// tightening decides the mode an entry of the state dir (isDir: the dir
+// itself) should have instead of mode. The dir, the CA keys and the store
+// (with its moved-aside copies, which name every container) lose all group
+// and other access; any other file, such as a CA certificate, is public but
+// loses group and other write, so no one can swap the trust anchor. It only
+// ever removes bits: a stricter mode (0400) is left alone.
+//
+// exposed says whether the removed bits let other users read a secret or
+// replace an entry. Only listing the dir (0755, what a new Docker volume
+// gets) exposes no content while the files are tight, and warning about it
+// on every first start would teach operators to ignore the warning.
+func tightening(name string, isDir bool, mode fs.FileMode) (to fs.FileMode, exposed bool) {
+	perm := mode.Perm()
+	private := isDir || strings.HasSuffix(name, keySuffix) ||
+		name == FileName || strings.HasPrefix(name, FileName+corruptInfix)
+	to = perm &^ 0o022
+	if private {
+		to = perm &^ 0o077
+	}
+	removed := perm &^ to
+	return to, removed&0o022 != 0 || (!isDir && removed != 0)
+}
+
+// tightenStateDir applies tightening to dir and the regular files in it,
+// logging each change: at WARN when the CA key or state may have been read
+// or replaced, so the operator can judge whether to rotate the CA. The dir
+// goes first: once it is 0700 no other user can swap a file for a symlink
+// between its check and its chmod. Symlinks are skipped, as chmod would
+// follow them out of the dir.
+func tightenStateDir(dir string, log *slog.Logger) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("checking state dir: %w", err)
+	}
+	if err := tighten(dir, "", true, fi.Mode(), os.Chmod, log); err != nil {
+		return err
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return fmt.Errorf("opening state dir: %w", err)
+	}
+	defer root.Close()
+	entries, err := fs.ReadDir(root.FS(), ".")
+	if err != nil {
+		return fmt.Errorf("listing state dir: %w", err)
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		path := filepath.Join(dir, e.Name())
+		info, err := e.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("checking %s: %w", path, err)
+		}
+		chmod := func(_ string, m fs.FileMode) error { return root.Chmod(e.Name(), m) }
+		if err := tighten(path, e.Name(), false, info.Mode(), chmod, log); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// tighten applies tightening to the entry at path (name in the state dir,
+// "" for the dir itself) and logs the change.
+func tighten(path, name string, isDir bool, from fs.FileMode, chmod func(string, fs.FileMode) error, log *slog.Logger) error {
+	to, exposed := tightening(name, isDir, from)
+	if from.Perm() == to {
+		return nil
+	}
+	if err := chmod(path, to); err != nil {
+		return fmt.Errorf("tightening %s from %04o to %04o: %w", path, from.Perm(), to, err)
+	}
+	attrs := []any{logKeyPath, path, logKeyFromMode, fmt.Sprintf("%04o", from.Perm()), logKeyToMode, fmt.Sprintf("%04o", to)}
+	if !exposed {
+		log.Info("tightened the state dir so other users cannot list it", attrs...)
+		return nil
+	}
+	log.Warn("tightened a state dir permission that let other users read or replace the CA key or state; "+
+		"if the CA key may have been read, rotate the CA (controller ca rotate)", attrs...)
+	return nil
 }
 
 // openChecked opens path with bbolt, verifies it is readable end to end and

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -304,5 +305,182 @@ func checkFreshAndUsable(t *testing.T, s *Store) {
 	mustPut(t, s, newRecord("c1"))
 	if _, found, err := s.Get("c1"); !found || err != nil {
 		t.Fatalf("Get on the fresh store: got found=%v err=%v, want true, nil", found, err)
+	}
+}
+
+func TestOpenTightensTheStateDir(t *testing.T) {
+	t.Parallel()
+	tests := map[string]struct {
+		// dirMode is the state dir's mode before Open.
+		dirMode os.FileMode
+		// files are created in the state dir, empty, with these modes.
+		files map[string]os.FileMode
+		// wantModes are the modes after Open, by name; "" is the dir itself.
+		wantModes map[string]os.FileMode
+		// wantLogged are the lines about a tightened mode, by name ("" is
+		// the dir): level, from_mode and to_mode.
+		wantLogged map[string][3]string
+	}{
+		"should tighten a world-open state dir to 0700 and log what it was": {
+			dirMode:    0o777,
+			wantModes:  map[string]os.FileMode{"": 0o700},
+			wantLogged: map[string][3]string{"": {"WARN", "0777", "0700"}},
+		},
+		"should tighten a state dir others can only list, as a new Docker volume is, to 0700 without a warning": {
+			dirMode:    0o755,
+			wantModes:  map[string]os.FileMode{"": 0o700},
+			wantLogged: map[string][3]string{"": {"INFO", "0755", "0700"}},
+		},
+		"should tighten CA keys other users can read to 0600 and log each": {
+			dirMode:    0o700,
+			files:      map[string]os.FileMode{"ca.key": 0o644, "ca-next.key": 0o640},
+			wantModes:  map[string]os.FileMode{"ca.key": 0o600, "ca-next.key": 0o600},
+			wantLogged: map[string][3]string{"ca.key": {"WARN", "0644", "0600"}, "ca-next.key": {"WARN", "0640", "0600"}},
+		},
+		"should tighten the store and a moved-aside copy to 0600 and log each": {
+			dirMode:    0o700,
+			files:      map[string]os.FileMode{FileName: 0o666, FileName + ".corrupt-20261129T123000Z": 0o644},
+			wantModes:  map[string]os.FileMode{FileName: 0o600, FileName + ".corrupt-20261129T123000Z": 0o600},
+			wantLogged: map[string][3]string{FileName: {"WARN", "0666", "0600"}, FileName + ".corrupt-20261129T123000Z": {"WARN", "0644", "0600"}},
+		},
+		"should take write away from others on a CA certificate but leave it readable": {
+			dirMode:    0o700,
+			files:      map[string]os.FileMode{"ca.crt": 0o666},
+			wantModes:  map[string]os.FileMode{"ca.crt": 0o644},
+			wantLogged: map[string][3]string{"ca.crt": {"WARN", "0666", "0644"}},
+		},
+		"should leave a tight state dir alone and log nothing": {
+			dirMode:   0o700,
+			files:     map[string]os.FileMode{"ca.key": 0o600, "ca.crt": 0o644, FileName: 0o600},
+			wantModes: map[string]os.FileMode{"": 0o700, "ca.key": 0o600, "ca.crt": 0o644, FileName: 0o600},
+		},
+		"should leave a key stricter than 0600 alone": {
+			dirMode:   0o700,
+			files:     map[string]os.FileMode{"ca.key": 0o400},
+			wantModes: map[string]os.FileMode{"ca.key": 0o400},
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			dir := filepath.Join(t.TempDir(), "state")
+			mustMkdirMode(t, dir, tc.dirMode)
+			for f, mode := range tc.files {
+				mustWriteMode(t, filepath.Join(dir, f), mode)
+			}
+			_, logs := mustOpen(t, dir)
+			for f, want := range tc.wantModes {
+				checkLmode(t, filepath.Join(dir, f), want)
+			}
+			checkTightenedLogged(t, logs, dir, tc.wantLogged)
+		})
+	}
+}
+
+func TestOpenDoesNotFollowASymlinkOutOfTheStateDir(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "state")
+	mustMkdirMode(t, dir, 0o700)
+	outside := filepath.Join(t.TempDir(), "passwd")
+	mustWriteMode(t, outside, 0o644)
+	if err := os.Symlink(outside, filepath.Join(dir, "ca.key")); err != nil {
+		t.Fatal(err)
+	}
+	_, logs := mustOpen(t, dir)
+	checkLmode(t, outside, 0o644)
+	checkTightenedLogged(t, logs, dir, nil)
+}
+
+func mustMkdirMode(t *testing.T, dir string, mode os.FileMode) {
+	t.Helper()
+	if err := os.Mkdir(dir, mode); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, mode); err != nil { // past the umask
+		t.Fatal(err)
+	}
+}
+
+func mustWriteMode(t *testing.T, path string, mode os.FileMode) {
+	t.Helper()
+	if err := os.WriteFile(path, nil, mode); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, mode); err != nil { // past the umask
+		t.Fatal(err)
+	}
+}
+
+// checkLmode checks path's own mode, not a symlink target's.
+func checkLmode(t *testing.T, path string, want os.FileMode) {
+	t.Helper()
+	fi, err := os.Lstat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fi.Mode().Perm(); got != want {
+		t.Errorf("mode of %s: got %04o, want %04o", path, got, want)
+	}
+}
+
+// checkTightenedLogged checks the lines about a tightened mode are exactly
+// want: by name in dir ("" for dir itself), level, from and to modes.
+func checkTightenedLogged(t *testing.T, logs *logBuffer, dir string, want map[string][3]string) {
+	t.Helper()
+	got := map[string][3]string{}
+	for _, line := range logs.lines(t) {
+		if _, ok := line[logKeyFromMode]; !ok {
+			continue
+		}
+		path, _ := line[logKeyPath].(string)
+		rel, err := filepath.Rel(dir, path)
+		if err != nil {
+			t.Fatalf("logged %s %q is not in %s", logKeyPath, path, dir)
+		}
+		if rel == "." {
+			rel = ""
+		}
+		level, _ := line[slog.LevelKey].(string)
+		from, _ := line[logKeyFromMode].(string)
+		to, _ := line[logKeyToMode].(string)
+		got[rel] = [3]string{level, from, to}
+	}
+	if len(got) != len(want) {
+		t.Errorf("tightened-mode lines: got %v, want %v", got, want)
+		return
+	}
+	for name, w := range want {
+		if got[name] != w {
+			t.Errorf("line for %q (level, from_mode, to_mode): got %v, want %v", name, got[name], w)
+		}
+	}
+}
+
+func TestTighteningSaysWhetherOthersCouldReadOrReplace(t *testing.T) {
+	t.Parallel()
+	tests := map[string]struct {
+		name  string // in the state dir; "" with isDir
+		isDir bool
+		mode  os.FileMode
+		// wantMode is the tightened mode; wantExposed whether the removed
+		// bits let others read a secret or replace an entry.
+		wantMode    os.FileMode
+		wantExposed bool
+	}{
+		"should call a dir others can write exposed":             {isDir: true, mode: 0o730, wantMode: 0o700, wantExposed: true},
+		"should not call a dir others can only list exposed":     {isDir: true, mode: 0o755, wantMode: 0o700},
+		"should call a key others can read exposed":              {name: "ca.key", mode: 0o604, wantMode: 0o600, wantExposed: true},
+		"should call a certificate others can write exposed":     {name: "ca.crt", mode: 0o646, wantMode: 0o644, wantExposed: true},
+		"should leave a certificate others can only read as is":  {name: "ca.crt", mode: 0o644, wantMode: 0o644},
+		"should treat an unknown file as public, not as private": {name: "rotate-request", mode: 0o640, wantMode: 0o640},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			mode, exposed := tightening(tc.name, tc.isDir, tc.mode)
+			if mode != tc.wantMode || exposed != tc.wantExposed {
+				t.Errorf("got (%04o, %t), want (%04o, %t)", mode, exposed, tc.wantMode, tc.wantExposed)
+			}
+		})
 	}
 }

@@ -204,7 +204,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		// and /metrics stay plain for the compose healthcheck and Prometheus.
 		plainStatus = nil
 	}
-	srv := &http.Server{Addr: cfg.Listen, Handler: newMux(reg, watcher, plainStatus), ReadHeaderTimeout: 5 * time.Second}
+	srv := newHTTPServer(newMux(reg, watcher, plainStatus), defaultServerLimits)
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", cfg.Listen, err)

@@ -36,7 +36,8 @@ func mtlsStatusServer(cfg Config, a *certs.Authority, issue certs.IssueOptions, 
 		return nil, fmt.Errorf("listening on %s: %w", cfg.ListenMTLS, err)
 	}
 	log.Info("serving the status API over mTLS", keyListen, ln.Addr().String(), keyOperatorDir, cfg.OperatorDir)
-	srv := &http.Server{Handler: h, TLSConfig: tlsCfg, ReadHeaderTimeout: 5 * time.Second}
+	srv := newHTTPServer(h, defaultServerLimits)
+	srv.TLSConfig = tlsCfg
 	return func(ctx context.Context) error {
 		go func() {
 			<-ctx.Done()
