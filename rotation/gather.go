@@ -29,6 +29,7 @@ func (r *Rotator) gather(ctx context.Context, phase Phase) ([]Member, error) {
 		}
 	}
 	active := r.Authority.Active().Cert
+	key := PhaseKey(caFacts(r.Authority))
 	bundles := map[string]BundleFacts{}
 	var out []Member
 	for _, rec := range recs {
@@ -48,8 +49,9 @@ func (r *Rotator) gather(ctx context.Context, phase Phase) ([]Member, error) {
 		}
 		out = append(out, Member{
 			Service: rec.Service, Container: rec.ContainerName,
-			Running: c.State == dockerwatch.StateRunning, StartedAt: c.StartedAt, ReloadedAt: rec.Remediation.ReloadedAt,
+			Running: c.State == dockerwatch.StateRunning, State: c.State, StartedAt: c.StartedAt, ReloadedAt: rec.Remediation.ReloadedAt,
 			Bundle: b, Probe: probeFacts(rec), Degraded: rec.Remediation.Degraded,
+			PhaseReloaded: key != "" && rec.Remediation.PhaseReload == key,
 		})
 	}
 	return out, nil

@@ -85,6 +85,10 @@ type RemediationState struct {
 	// ReloadedAt is when a reload signal was last delivered; a process that
 	// reloaded after its bundle was written is not stale.
 	ReloadedAt time.Time
+	// PhaseReload is the CA rollover phase (rotation.PhaseKey) in which the
+	// container last had its rollover reload: one per phase, a budget of
+	// its own that the drift episode's Attempts never touch.
+	PhaseReload string
 }
 
 // Event is one action the controller took on a container, and its outcome.
