@@ -42,6 +42,11 @@ type Status struct {
 	// each lacks.
 	WaitingFor []string          `json:"waiting_for,omitempty"`
 	Why        map[string]string `json:"why,omitempty"`
+	// Blockers say, per waited-for service, which container lacks what
+	// (a code), since when, and whether that stalled the phase.
+	Blockers []Blocker `json:"waiting,omitempty"`
+	// Skipped are the members the phase does not wait for, and why.
+	Skipped []Skipped `json:"not_waited_for,omitempty"`
 	// Message is the last progress line.
 	Message   string    `json:"message,omitempty"`
 	ActiveCA  CAStatus  `json:"active_ca"`

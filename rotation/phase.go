@@ -47,6 +47,9 @@ type Meta struct {
 	Done    int      `json:"done"`
 	Total   int      `json:"total"`
 	Waiting []string `json:"waiting_for,omitempty"`
+	// WaitingSince is when the phase started waiting for each of them,
+	// kept across controller restarts so a stall is measured in full.
+	WaitingSince map[string]time.Time `json:"waiting_since,omitempty"`
 	// LastTransitionAt is when the phase last changed (also after a
 	// rollover finished).
 	LastTransitionAt time.Time `json:"last_transition_at,omitzero"`

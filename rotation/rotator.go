@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -70,7 +71,19 @@ type Rotator struct {
 	// ExpiryWarn are the thresholds before the CA's expiry at which a WARN
 	// is logged, once per CA and threshold (default DefaultExpiryWarn).
 	ExpiryWarn []time.Duration
-	Log        *slog.Logger
+	// StallAfter is how long a service may block a phase, plus its turn in
+	// the global action limit (ActionInterval per waited-for service),
+	// before a WARN (an ERROR when Production) names it and what it lacks.
+	// Default DefaultStallAfter; the controller passes a few probe
+	// intervals.
+	StallAfter time.Duration
+	// ActionInterval is the reconciler's global action spacing.
+	ActionInterval time.Duration
+	// Production raises stalls from WARN to ERROR.
+	Production bool
+	// Metrics, if set, receives the stalled gauge.
+	Metrics Metrics
+	Log     *slog.Logger
 	// Clock is a seam for tests; nil means time.Now.
 	Clock func() time.Time
 
@@ -81,6 +94,7 @@ type Rotator struct {
 	creds    proberCreds
 	warnings expiryWarnings
 	lastErr  string
+	notes    notes // used by Step only
 }
 
 // Start runs Step every Interval until ctx ends. A failing step is logged
@@ -131,6 +145,7 @@ func (r *Rotator) Status() Status {
 	defer r.mu.Unlock()
 	s := r.status
 	s.WaitingFor = slices.Clone(s.WaitingFor)
+	s.Blockers, s.Skipped = slices.Clone(s.Blockers), slices.Clone(s.Skipped)
 	return s
 }
 
@@ -170,12 +185,14 @@ func (r *Rotator) Step(ctx context.Context) error {
 		Timeout: r.Timeout, CredsSince: r.credsSince(meta.Phase), Members: members})
 
 	if d.Action == ActionNone {
-		meta = r.noteProgress(meta, d.Progress)
+		meta, d.Progress = r.noteProgress(meta, d.Progress, now)
+		r.report(meta, d.Progress, now)
 	} else {
 		if meta, err = r.act(meta, d, now); err != nil {
 			return err
 		}
 		d.Progress = Progress{} // of the phase just left
+		r.report(meta, d.Progress, now)
 		// New CA files: the prober follows at once, and the reconciler is
 		// asked to look at every container instead of at its next probe.
 		facts = caFacts(r.Authority)
@@ -255,19 +272,24 @@ func (r *Rotator) act(meta Meta, d Decision, now time.Time) (Meta, error) {
 	return meta, nil
 }
 
-// noteProgress logs the phase's progress when it changed and returns meta
-// carrying it.
-func (r *Rotator) noteProgress(meta Meta, p Progress) Meta {
+// noteProgress marks the services that stalled the phase, logs the
+// phase's progress when it changed, and returns meta carrying it.
+func (r *Rotator) noteProgress(meta Meta, p Progress, now time.Time) (Meta, Progress) {
 	if meta.Phase == PhaseIdle {
-		return meta
+		return meta, p
 	}
+	p, meta.WaitingSince = markStalls(p, meta.WaitingSince, now, stallThreshold(r.StallAfter, r.ActionInterval, len(p.Waiting)))
 	if meta.Done == p.Done && meta.Total == p.Total && slices.Equal(meta.Waiting, p.Waiting) {
-		return meta
+		return meta, p
 	}
 	meta.Done, meta.Total, meta.Waiting = p.Done, p.Total, p.Waiting
+	notWaited := make([]string, len(p.Skipped))
+	for i, k := range p.Skipped {
+		notWaited[i] = k.Container + ":" + string(k.Reason)
+	}
 	r.logger().Info("CA rollover: "+string(meta.Phase)+" "+p.Summary(phaseWhat(meta.Phase)),
-		keyPhase, string(meta.Phase), keyDone, p.Done, keyTotal, p.Total, keyWaiting, p.Waiting)
-	return meta
+		keyPhase, string(meta.Phase), keyDone, p.Done, keyTotal, p.Total, keyWaiting, p.Waiting, keyNotWaited, notWaited)
+	return meta, p
 }
 
 // phaseWhat completes "4/6 services ..." for a phase.
@@ -317,7 +339,7 @@ func (r *Rotator) saveMeta(m Meta) error {
 func metaEqual(a, b Meta) bool {
 	return a.Phase == b.Phase && a.Trigger == b.Trigger && a.StartedAt.Equal(b.StartedAt) && a.PhaseSince.Equal(b.PhaseSince) &&
 		a.Successor == b.Successor && a.Done == b.Done && a.Total == b.Total && slices.Equal(a.Waiting, b.Waiting) &&
-		a.LastTransitionAt.Equal(b.LastTransitionAt)
+		a.LastTransitionAt.Equal(b.LastTransitionAt) && maps.EqualFunc(a.WaitingSince, b.WaitingSince, time.Time.Equal)
 }
 
 // reconcileFiles applies ReconcileMeta, logs what it changed and saves it.
@@ -386,7 +408,7 @@ func (r *Rotator) publish(meta Meta, f CAFacts, d Decision, requested bool, now 
 		s.Since = meta.LastTransitionAt
 		s.Done, s.Total, s.WaitingFor = 0, 0, nil
 	} else {
-		s.Why = d.Progress.Why
+		s.Why, s.Blockers, s.Skipped = d.Progress.Why, d.Progress.Blockers, d.Progress.Skipped
 		s.Message = d.Progress.Summary(phaseWhat(meta.Phase))
 	}
 	if next := a.Successor(); next != nil {
