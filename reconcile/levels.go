@@ -156,7 +156,13 @@ type Observation struct {
 	NextActionAt time.Time
 	// Relabels made in this episode (at most one is ever tried).
 	Relabels int
-	Now      time.Time
+	// Rollover is what a CA rollover in progress needs of this process
+	// (zero when none is in progress).
+	Rollover RolloverNeed
+	// PhaseReloadedIn is the rollover phase in which this container last
+	// had its phase reload.
+	PhaseReloadedIn string
+	Now             time.Time
 }
 
 // Plan is the decision for one container.
@@ -180,12 +186,18 @@ type Plan struct {
 	ResetBudget bool
 	// DryRun is set in observe mode: the action is logged, not taken.
 	DryRun bool
+	// PhaseReload says what the ladder made of a reload a CA rollover
+	// phase asks for; PhaseReloadNow spends the phase reload of Phase.
+	PhaseReload PhaseReload
+	Phase       string
 }
 
 // Decide walks the remediation ladder. It never chooses an action for a
 // container that is not running, is restarting, is inside its start grace,
 // is waiting out its backoff, or has spent its budget: the guards against
-// restart loops (autoheal#53, #22) are here, in one testable place.
+// restart loops (autoheal#53, #22) are here, in one testable place. The
+// one exception is a reload that a CA rollover phase waits for, which has
+// a budget of its own (phaseReload).
 func (p Policy) Decide(d Desired, o Observation) Plan {
 	observed := o.Probe.Level
 	plan := Plan{
@@ -211,6 +223,10 @@ func (p Policy) Decide(d Desired, o Observation) Plan {
 	}
 	if d.OnDrift == OnDriftReport {
 		plan.Reason = "on-drift=report: reporting only"
+		if plan.Reload && o.Rollover.Waits {
+			plan.PhaseReload = PhaseReloadReportOnly
+			plan.Reason += "; the CA rollover waits for this process to reload its new bundle: restart it by hand"
+		}
 		plan.Degraded = p.degradedReason(d, o, plan, "on-drift=report")
 		return plan
 	}
@@ -224,43 +240,50 @@ func (p Policy) Decide(d Desired, o Observation) Plan {
 		plan.Degraded = p.degradedReason(d, o, plan, "relabelled")
 		return plan
 	}
-	if o.Attempts >= d.Budget {
-		// A container that already carries the relabel labels is never
-		// relabelled again, whatever the reason: its replacement starts with
-		// a fresh record and budget, so without this a drift that a recreate
-		// cannot fix (a service serving its own cert) recreates it forever.
-		// One relabel per episode: a failed one (rolled back) is not
-		// retried, and it waits out the backoff like any action.
-		switch {
-		case d.OnDrift == OnDriftRelabel && !relabelled(c) && o.Relabels == 0 && o.Now.Before(o.NextActionAt):
-			plan.Reason = "waiting out the backoff before relabelling"
-			plan.RetryAt = o.NextActionAt
-			return plan
-		case d.OnDrift == OnDriftRelabel && !relabelled(c) && o.Relabels == 0:
-			plan.Action = ActionRelabel
-			plan.Reason = fmt.Sprintf("restart budget (%d) spent and drift persists", d.Budget)
-		case d.OnDrift == OnDriftRelabel && o.Relabels > 0 && !relabelled(c):
-			plan.Reason = "relabel already tried and rolled back"
-			plan.Degraded = p.degradedReason(d, o, plan, plan.Reason)
-			return plan
-		default:
-			plan.Reason = fmt.Sprintf("restart budget (%d) spent", d.Budget)
-			plan.Degraded = p.degradedReason(d, o, plan, plan.Reason)
-			return plan
-		}
-	} else {
-		if o.Now.Before(o.NextActionAt) {
-			plan.Reason = "waiting out the restart backoff"
-			plan.RetryAt = o.NextActionAt
-			return plan
-		}
-		plan.Action = ActionRestart
-		if d.ReloadSignal != "" {
-			plan.Action = ActionSignal
-		}
-		plan.Reason = p.actionCause(d, o, plan)
+	if p.phaseReload(d, o, &plan) {
+		return plan
 	}
+	if o.Attempts >= d.Budget {
+		return p.budgetSpent(d, o, plan)
+	}
+	if o.Now.Before(o.NextActionAt) {
+		plan.Reason = "waiting out the restart backoff"
+		plan.RetryAt = o.NextActionAt
+		return plan
+	}
+	plan.Action = reloadAction(d)
+	plan.Reason = p.actionCause(d, o, plan)
 	plan.DryRun = p.Mode == Observe
+	return plan
+}
+
+// budgetSpent is the ladder once the restart budget is spent: one relabel
+// when asked for, else degraded.
+func (p Policy) budgetSpent(d Desired, o Observation, plan Plan) Plan {
+	// A container that already carries the relabel labels is never
+	// relabelled again, whatever the reason: its replacement starts with
+	// a fresh record and budget, so without this a drift that a recreate
+	// cannot fix (a service serving its own cert) recreates it forever.
+	// One relabel per episode: a failed one (rolled back) is not
+	// retried, and it waits out the backoff like any action.
+	c := o.Container
+	switch {
+	case d.OnDrift == OnDriftRelabel && !relabelled(c) && o.Relabels == 0 && o.Now.Before(o.NextActionAt):
+		plan.Reason = "waiting out the backoff before relabelling"
+		plan.RetryAt = o.NextActionAt
+		return plan
+	case d.OnDrift == OnDriftRelabel && !relabelled(c) && o.Relabels == 0:
+		plan.Action = ActionRelabel
+		plan.Reason = fmt.Sprintf("restart budget (%d) spent and drift persists", d.Budget)
+		plan.DryRun = p.Mode == Observe
+		return plan
+	case d.OnDrift == OnDriftRelabel && o.Relabels > 0 && !relabelled(c):
+		plan.Reason = "relabel already tried and rolled back"
+	default:
+		plan.Reason = fmt.Sprintf("restart budget (%d) spent", d.Budget)
+	}
+	plan.Degraded = p.degradedReason(d, o, plan, plan.Reason)
+	plan.Reason += phaseReloadNote(o, plan)
 	return plan
 }
 

@@ -222,3 +222,110 @@ func TestBackoff(t *testing.T) {
 		}
 	}
 }
+
+// A reload that a CA rollover phase waits for is its own budget: one per
+// container and phase, whatever the drift episode has spent.
+func TestDecidePhaseReload(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	running := newContainer(withRunningSince(now.Add(-time.Hour)))
+	plainOnly := probe.Result{Level: probe.Plain}
+	theater := probe.Result{Level: probe.TLS, Findings: []probe.Finding{{Reason: probe.ClientAuthNotEnforced}}}
+	refuses := probe.Result{Level: probe.Plain, Findings: []probe.Finding{{Reason: probe.ClientCertRejected}}}
+	mtlsWant := Desired{Level: probe.MTLS, Floor: probe.Plain, OnDrift: OnDriftRestart, Budget: 3}
+	waits := RolloverNeed{Phase: "overlap:bb", Waits: true}
+	notWaited := RolloverNeed{Phase: "overlap:bb", NotWaited: "serves-plain", Message: "serves plain"}
+	observe := testPolicy
+	observe.Mode = Observe
+
+	tests := map[string]struct {
+		policy  Policy
+		desired Desired
+		obs     Observation
+		// wantAction is the chosen action; wantPhaseReload the rollover code;
+		// wantPhase the phase a reload is spent on; wantDegraded whether
+		// the ladder reports it given up; wantDryRun whether it is only logged.
+		wantAction      Action
+		wantPhaseReload PhaseReload
+		wantPhase       string
+		wantDegraded    bool
+		wantDryRun      bool
+	}{
+		"should reload a stale process the phase waits for even when its drift budget is spent": {
+			desired: mtlsWant, obs: Observation{Container: running, Probe: refuses, StaleProcess: true, Attempts: 3, Rollover: waits},
+			wantAction: ActionRestart, wantPhaseReload: PhaseReloadNow, wantPhase: "overlap:bb",
+		},
+		"should reload on the phase's budget, not the drift budget, when budget is left": {
+			desired: mtlsWant, obs: Observation{Container: running, Probe: probe.Result{Level: probe.MTLS}, StaleProcess: true, Rollover: waits},
+			wantAction: ActionRestart, wantPhaseReload: PhaseReloadNow, wantPhase: "overlap:bb",
+		},
+		"should ignore the drift backoff for the phase reload": {
+			desired: mtlsWant, obs: Observation{Container: running, Probe: refuses, StaleProcess: true, Attempts: 1, NextActionAt: now.Add(time.Minute), Rollover: waits},
+			wantAction: ActionRestart, wantPhaseReload: PhaseReloadNow, wantPhase: "overlap:bb",
+		},
+		"should send the declared signal as the phase reload": {
+			desired:    Desired{Level: probe.MTLS, Floor: probe.Plain, OnDrift: OnDriftRestart, Budget: 0, ReloadSignal: "SIGHUP"},
+			obs:        Observation{Container: running, Probe: refuses, StaleProcess: true, Rollover: waits},
+			wantAction: ActionSignal, wantPhaseReload: PhaseReloadNow, wantPhase: "overlap:bb",
+		},
+		"should reload only once per phase": {
+			desired: mtlsWant, obs: Observation{Container: running, Probe: refuses, StaleProcess: true, Attempts: 3, Rollover: waits, PhaseReloadedIn: "overlap:bb"},
+			wantPhaseReload: PhaseReloadSpent, wantDegraded: true,
+		},
+		"should reload again in the next phase": {
+			desired: mtlsWant, obs: Observation{Container: running, Probe: plainOnly, StaleProcess: true, Attempts: 3,
+				Rollover: RolloverNeed{Phase: "reissue:bb", Waits: true}, PhaseReloadedIn: "overlap:bb"},
+			wantAction: ActionRestart, wantPhaseReload: PhaseReloadNow, wantPhase: "reissue:bb",
+		},
+		"should not reload a plain-only process the phase does not wait for once its budget is spent": {
+			desired: mtlsWant, obs: Observation{Container: running, Probe: plainOnly, StaleProcess: true, Attempts: 3, Rollover: notWaited},
+			wantPhaseReload: PhaseReloadNotWaited, wantDegraded: true,
+		},
+		"should leave a theater process the phase does not wait for to the drift ladder": {
+			desired: mtlsWant, obs: Observation{Container: running, Probe: theater, StaleProcess: true, Attempts: 1,
+				Rollover: RolloverNeed{Phase: "overlap:bb", NotWaited: "client-auth-not-enforced"}},
+			wantAction: ActionRestart, wantPhaseReload: PhaseReloadNotWaited,
+		},
+		"should not use the phase budget for a process that is not stale": {
+			desired: mtlsWant, obs: Observation{Container: running, Probe: plainOnly, Attempts: 3, Rollover: waits},
+			wantDegraded: true,
+		},
+		"should do nothing for a phase while the container is restarting": {
+			desired: mtlsWant, obs: Observation{Container: func() dockerwatch.Container {
+				c := newContainer()
+				c.State = dockerwatch.StateRestarting
+				return c
+			}(), Probe: probe.Result{Level: probe.Down}, StaleProcess: true, Rollover: waits},
+		},
+		"should wait for the start grace before a phase reload": {
+			desired: mtlsWant, obs: Observation{Container: newContainer(withRunningSince(now.Add(-time.Second))), Probe: refuses, StaleProcess: true, Attempts: 3, Rollover: waits},
+		},
+		"should never act for a phase with on-drift report": {
+			desired:         Desired{Level: probe.MTLS, Floor: probe.Plain, OnDrift: OnDriftReport, Budget: 3},
+			obs:             Observation{Container: running, Probe: refuses, StaleProcess: true, Rollover: waits},
+			wantPhaseReload: PhaseReloadReportOnly, wantDegraded: true,
+		},
+		"should plan but not take a phase reload in observe mode": {
+			policy: observe, desired: mtlsWant, obs: Observation{Container: running, Probe: refuses, StaleProcess: true, Attempts: 3, Rollover: waits},
+			wantAction: ActionRestart, wantPhaseReload: PhaseReloadNow, wantPhase: "overlap:bb", wantDryRun: true,
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			p := tc.policy
+			if p.Environment == "" {
+				p = testPolicy
+			}
+			o := tc.obs
+			o.Now = now
+			got := p.Decide(tc.desired, o)
+			if got.Action != tc.wantAction || got.PhaseReload != tc.wantPhaseReload || got.Phase != tc.wantPhase ||
+				(got.Degraded != "") != tc.wantDegraded || got.DryRun != tc.wantDryRun {
+				t.Errorf("got action %q phase reload %q phase %q degraded %q dry run %v (reason %q), want %q %q %q degraded %v dry run %v",
+					got.Action, got.PhaseReload, got.Phase, got.Degraded, got.DryRun, got.Reason,
+					tc.wantAction, tc.wantPhaseReload, tc.wantPhase, tc.wantDegraded, tc.wantDryRun)
+			}
+		})
+	}
+}

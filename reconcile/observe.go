@@ -53,13 +53,15 @@ func (r *ContainerReconciler) observe(ctx context.Context, c dockerwatch.Contain
 		Container: c, Probe: result, StaleProcess: stale,
 		Attempts: rec.Remediation.Attempts, NextActionAt: rec.Remediation.NextActionAt,
 		Relabels: rec.Remediation.Relabels, Now: now,
+		Rollover: r.rolloverNeed(result), PhaseReloadedIn: rec.Remediation.PhaseReload,
 	})
 	r.noteLevel(c, service, desired, result, plan, rec, now, log)
 	if plan.ResetBudget {
 		// A new episode: budget and backoff start over; what happened last
 		// (and when the process last reloaded) stays true.
 		rm := rec.Remediation
-		rec.Remediation = state.RemediationState{LastAction: rm.LastAction, LastActionAt: rm.LastActionAt, ReloadedAt: rm.ReloadedAt}
+		rec.Remediation = state.RemediationState{LastAction: rm.LastAction, LastActionAt: rm.LastActionAt, ReloadedAt: rm.ReloadedAt,
+			PhaseReload: rm.PhaseReload}
 	}
 	if !plan.RetryAt.IsZero() && plan.RetryAt.Before(next) {
 		next = plan.RetryAt
@@ -216,7 +218,7 @@ func (r *ContainerReconciler) act(ctx context.Context, c dockerwatch.Container, 
 		log.Error(fmt.Sprintf("%s: %s failed: %v", service, action, err), keyAction, string(plan.Action), keyError, err)
 		return earlier(next, rec.Remediation.NextActionAt), false, nil
 	}
-	log.Warn(fmt.Sprintf("%s: %s (attempt %d of %d): %s", service, action, rec.Remediation.Attempts, d.Budget, plan.Reason),
+	log.Warn(fmt.Sprintf("%s: %s (%s): %s", service, action, attemptNote(plan, rec.Remediation.Attempts, d.Budget), plan.Reason),
 		keyAction, string(plan.Action), keyReason, plan.Reason)
 	// Look again once the process has had its start grace.
 	return earlier(next, now.Add(r.Levels.StartGrace+time.Second)), replaced, nil
@@ -227,11 +229,7 @@ func (r *ContainerReconciler) act(ctx context.Context, c dockerwatch.Container, 
 // failing one cannot be retried every second.
 func (r *ContainerReconciler) advance(rec *state.Record, plan Plan, result string, now time.Time) {
 	rm := &rec.Remediation
-	if plan.Action == ActionRelabel {
-		rm.Relabels++
-	} else {
-		rm.Attempts++
-	}
+	spend(rm, plan)
 	rm.NextActionAt = now.Add(r.Levels.Backoff(max(rm.Attempts, 1)))
 	rm.LastAction, rm.LastActionAt = string(plan.Action), now
 	rec.AddEvent(state.Event{At: now, Action: string(plan.Action), Result: result, Reason: plan.Reason})

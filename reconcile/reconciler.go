@@ -103,6 +103,10 @@ type ContainerReconciler struct {
 	Levels Policy
 	// Limiter is the global action rate limit; nil means unlimited.
 	Limiter RateLimiter
+	// RolloverNeed, if set, says what a CA rollover in progress needs of a
+	// process, from what the probe just saw (see phase_reload.go). Nil: no
+	// rollover reloads; every reload is on the drift budget.
+	RolloverNeed func(observed probe.Level, findings []probe.Reason) RolloverNeed
 	// ProbeInterval is how often a managed container is probed.
 	ProbeInterval time.Duration
 	// SharedNetworks are the controller's own networks; probes only go to
