@@ -39,7 +39,7 @@ func Build(recs []state.Record, sum Summary, now time.Time, recent int) Report {
 		CANotAfter:  utc(sum.CANotAfter),
 		CASubject:   sum.CASubject,
 		CADaysLeft:  daysLeft(sum.CANotAfter, now),
-		CARollover:  sum.CARollover,
+		CARollover:  rollover(sum.CARollover),
 		Counts:      make(map[string]int, len(countedLevels)+1),
 	}
 	for _, l := range countedLevels {
@@ -169,6 +169,35 @@ func redact(s string) string {
 		return "[redacted: held PEM material]"
 	}
 	return s
+}
+
+// rollover is the rollover as shown: times in UTC, messages redacted like
+// every other free text, and the stalled entries counted.
+func rollover(r *Rollover) *Rollover {
+	if r == nil {
+		return nil
+	}
+	out := *r
+	out.Since, out.RotateAt, out.Message = utc(r.Since), utc(r.RotateAt), redact(r.Message)
+	out.Waiting, out.NotWaitedFor, out.Stalled = rolloverMembers(r.Waiting), rolloverMembers(r.NotWaitedFor), 0
+	for _, m := range out.Waiting {
+		if m.Stalled {
+			out.Stalled++
+		}
+	}
+	return &out
+}
+
+func rolloverMembers(ms []RolloverMember) []RolloverMember {
+	if len(ms) == 0 {
+		return nil
+	}
+	out := make([]RolloverMember, len(ms))
+	for i, m := range ms {
+		m.Since, m.Message = utc(m.Since), redact(m.Message)
+		out[i] = m
+	}
+	return out
 }
 
 // daysLeft is the whole days from now until t, rounded down (so "0" means

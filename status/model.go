@@ -49,6 +49,26 @@ type Rollover struct {
 	WaitingFor []string  `json:"waiting_for,omitempty"`
 	Message    string    `json:"message,omitempty"`
 	RotateAt   time.Time `json:"rotate_at,omitzero"` // when the active CA rolls over by itself
+	// Waiting details waiting_for, one entry per service: the container
+	// holding the phase up, what it lacks (a code, e.g.
+	// process-older-than-bundle), since when, and whether it has stalled
+	// the phase (blocked it longer than a few probe intervals).
+	Waiting []RolloverMember `json:"waiting,omitempty"`
+	// Stalled counts the entries of Waiting that stalled the phase.
+	Stalled int `json:"stalled"`
+	// NotWaitedFor lists every container the phase does not wait for and
+	// why (a code, e.g. client-auth-not-enforced, serves-plain, stopped).
+	NotWaitedFor []RolloverMember `json:"not_waited_for,omitempty"`
+}
+
+// RolloverMember is one container as a rollover phase sees it.
+type RolloverMember struct {
+	Service   string    `json:"service"`
+	Container string    `json:"container"`
+	Reason    string    `json:"reason"` // what it lacks (waiting) or why it is not waited for
+	Message   string    `json:"message,omitempty"`
+	Since     time.Time `json:"since,omitzero"` // waiting: since when
+	Stalled   bool      `json:"stalled,omitempty"`
 }
 
 // Funcs adapts two functions to a Source, which is all the controller needs:

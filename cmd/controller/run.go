@@ -182,6 +182,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 		ExpiryWarn:     cfg.ExpiryWarn,
 		Log:            log,
 	}
+	wireRollover(rec, rotator, cfg, reg)
 	if err := rotator.PrimeCredentials(); err != nil {
 		return err
 	}
@@ -368,5 +369,6 @@ func sweepRecords(ctx context.Context, store *state.Store, queue *reconcile.Queu
 // rolloverSummary is the status API's view of the rotator's progress.
 func rolloverSummary(st rotation.Status) *status.Rollover {
 	return &status.Rollover{Phase: string(st.Phase), Since: st.Since, Done: st.Done, Total: st.Total,
-		WaitingFor: st.WaitingFor, Message: st.Message, RotateAt: st.RotateAt}
+		WaitingFor: st.WaitingFor, Message: st.Message, RotateAt: st.RotateAt,
+		Waiting: rolloverWaiting(st.Blockers), NotWaitedFor: rolloverNotWaited(st.Skipped)}
 }
