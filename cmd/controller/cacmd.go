@@ -146,6 +146,14 @@ func printCAStatus(w io.Writer, st rotation.Status, now time.Time) {
 		for _, svc := range st.WaitingFor {
 			fmt.Fprintf(tw, "waiting for:\t%s\t%s\n", svc, st.Why[svc])
 		}
+		for _, b := range st.Blockers {
+			if b.Stalled {
+				fmt.Fprintf(tw, "stalled:\t%s\tlacks %s since %s\n", b.Service, b.Lacks, at(b.Since))
+			}
+		}
+		for _, k := range st.Skipped {
+			fmt.Fprintf(tw, "not waited for:\t%s\t%s: %s\n", k.Container, k.Reason, k.Message)
+		}
 	}
 	fmt.Fprintf(tw, "active CA:\t%s\texpires %s\tsha256 %s\n", st.ActiveCA.Subject, at(st.ActiveCA.NotAfter), shortFP(st.ActiveCA.Fingerprint))
 	if st.Successor != nil {
