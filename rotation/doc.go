@@ -20,6 +20,15 @@
 // --ca-rotate-timeout bounds the wait, after which it proceeds with an ERROR
 // naming the laggards.
 //
+// Only evidence that matters is waited for (OverlapVerdict, ReissueVerdict):
+// the overlap waits only for servers that can refuse the new CA's client
+// certificate, and every member it does not wait for is reported with a
+// typed reason. A reload the phase waits for has a budget of its own in the
+// reconciler, one per container and phase (ReloadNeed, PhaseKey), so a
+// container whose drift budget is spent cannot hold a phase up by never
+// restarting. A service that blocks a phase past StallAfter is reported
+// once, at WARN or ERROR in production, in the status and in a gauge.
+//
 // The CA files are the source of truth for which CAs exist; the meta only
 // adds when each phase started. Gathering (Docker, the volume, the state
 // store) is kept apart from deciding (Decide, ReconcileMeta, the blocker
