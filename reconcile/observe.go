@@ -55,6 +55,8 @@ func (r *ContainerReconciler) observe(ctx context.Context, c dockerwatch.Contain
 		Relabels: rec.Remediation.Relabels, Now: now,
 		Rollover: r.rolloverNeed(result), PhaseReloadedIn: rec.Remediation.PhaseReload,
 	})
+	plan, guard := GuardOperator(plan, result.Level, r.operatorFacts(c, rec), now)
+	r.noteGuard(c, service, result.Level, guard, plan, rec, now, log)
 	r.noteLevel(c, service, desired, result, plan, rec, now, log)
 	if plan.ResetBudget {
 		// A new episode: budget and backoff start over; what happened last
@@ -105,6 +107,10 @@ func (r *ContainerReconciler) noteLevel(c dockerwatch.Container, service string,
 	// A created container is not probed at all; its level is not known yet.
 	starting := (res.Level == probe.Down && !plan.RetryAt.IsZero() && plan.Action == ActionNone && c.State == dockerwatch.StateRunning) ||
 		(c.State == dockerwatch.StateCreated && rec.ObservedLevel == "")
+	if stopping := !rec.Remediation.StoodAsideFor.IsZero() && res.Level == probe.Down; stopping {
+		// Being stopped by someone else: down is what they asked for.
+		severity = slog.LevelInfo
+	}
 	if old := rec.ObservedLevel; old != string(res.Level) && !starting {
 		from := old
 		if from == "" {
@@ -168,6 +174,13 @@ func (r *ContainerReconciler) act(ctx context.Context, c dockerwatch.Container, 
 			r.count(plan.Action, "rate-limited")
 			return earlier(next, now.Add(wait)), false, nil
 		}
+	}
+	// A stop by someone else wins over an action already decided: the
+	// events of a `docker stop` may arrive while the probe ran.
+	if f := r.operatorFacts(cur, rec); f.Stopping {
+		_, guard := GuardOperator(plan, res.Level, f, now)
+		r.noteGuard(cur, service, res.Level, guard, plan, rec, now, log)
+		return next, false, nil
 	}
 	// Spend the budget first: if the controller crashed or the state could
 	// not be written after the action, an unrecorded action must not be

@@ -103,21 +103,37 @@ func OwnerFor(c dockerwatch.Container) (certs.Owner, string, error) {
 }
 
 // parseUIDGID parses "uid" or "uid:gid". A missing gid means the same as uid,
-// which is what Docker does for a numeric user without a group.
+// which is what Docker does for a numeric user without a group. Both must
+// be in 0 to 2^32-2: the kernel's ids are 32 bits, so a larger number would
+// wrap to another user's, and 2^32-1 is chown's "leave unchanged".
 func parseUIDGID(s string) (int, int, error) {
 	u, g, hasGroup := strings.Cut(strings.TrimSpace(s), ":")
-	uid, err := strconv.Atoi(u)
-	if err != nil || uid < 0 {
-		return 0, 0, fmt.Errorf("%q is not a numeric uid[:gid]", s)
+	uid, err := parseID(u)
+	if err != nil {
+		return 0, 0, fmt.Errorf("%q is not a numeric uid[:gid]: %w", s, err)
 	}
 	if !hasGroup {
 		return uid, uid, nil
 	}
-	gid, err := strconv.Atoi(g)
-	if err != nil || gid < 0 {
-		return 0, 0, fmt.Errorf("%q is not a numeric uid[:gid]", s)
+	gid, err := parseID(g)
+	if err != nil {
+		return 0, 0, fmt.Errorf("%q is not a numeric uid[:gid]: %w", s, err)
 	}
 	return uid, gid, nil
+}
+
+// maxID is the largest uid or gid accepted: 2^32-2.
+const maxID = 1<<32 - 2
+
+func parseID(s string) (int, error) {
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a number", s)
+	}
+	if n > maxID {
+		return 0, fmt.Errorf("%d is out of range 0 to %d", n, uint64(maxID))
+	}
+	return int(n), nil
 }
 
 // BundleAction is what a reconcile must do to a service's bundle.

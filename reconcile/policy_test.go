@@ -151,6 +151,18 @@ func TestOwnerFor(t *testing.T) {
 			want: certs.Owner{UID: 1001, GID: 1002, GroupRead: true},
 		},
 		"should reject a malformed key-owner label": {c: newContainer(withLabel(LabelKeyOwner, "bob")), wantErr: true},
+		"should accept the largest valid id, 2^32-2": {
+			c: newContainer(withLabel(LabelKeyOwner, "4294967294:4294967294")), want: certs.Owner{UID: 4294967294, GID: 4294967294},
+		},
+		"should reject 2^32-1, which chown reads as leave unchanged": {c: newContainer(withLabel(LabelKeyOwner, "4294967295")), wantErr: true},
+		"should reject a uid that would wrap in the kernel to uid 1000": {
+			c: newContainer(withLabel(LabelKeyOwner, "4294968296")), wantErr: true,
+		},
+		"should reject a gid that would wrap": {c: newContainer(withLabel(LabelKeyOwner, "1000:4294968296")), wantErr: true},
+		"should reject a numeric user that would wrap, as a gap": {
+			c: newContainer(withUser("4294968296")), want: certs.Owner{UID: -1, GID: -1}, wantGap: true,
+		},
+		"should reject a negative uid": {c: newContainer(withLabel(LabelKeyOwner, "-1")), wantErr: true},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

@@ -55,6 +55,9 @@ type Metrics interface {
 	Expiry(service, kind string, notAfter time.Time)
 	// Renewal reports a service's last and next renewal times.
 	Renewal(service string, last, next time.Time)
+	// IdentityFindings reports a container's identity findings by code,
+	// none when it has none (any more).
+	IdentityFindings(service, container string, reasons []IdentityReason)
 }
 
 // Prober measures what a container serves.
@@ -85,7 +88,19 @@ type ContainerReconciler struct {
 	Volume     BundleVolume
 	Authority  *certs.Authority
 	Records    RecordStore
-	Scope      Scope
+	// Identities remembers who owns each identity; required.
+	Identities IdentityStore
+	// Reserved are identity names no container may claim, each with what
+	// holds it ("the controller", "the operator's client bundle").
+	Reserved map[string]string
+	// TrustImageLabels accepts crank.security.* labels that a container's
+	// image supplied. Off, they are ignored and reported: anyone who can
+	// publish an image could otherwise claim an identity through it.
+	TrustImageLabels bool
+	// Interventions tells stops by others from the controller's own; nil
+	// means none are known (tests of other concerns).
+	Interventions Interventions
+	Scope         Scope
 	// TrustDomain is the SPIFFE trust domain of client identities.
 	TrustDomain string
 	// Issue is the template for new leaves; Now is set per call.
@@ -143,9 +158,13 @@ func (r *ContainerReconciler) Reconcile(ctx context.Context, id string) (Result,
 		return Result{}, fmt.Errorf("inspecting container %s: %w", dockerwatch.ShortID(id), err)
 	}
 	log = log.With(keyContainer, c.Name)
+	c, idFindings := TrustedLabels(c, r.TrustImageLabels)
 	if managed, why := r.Scope.Managed(c); !managed {
 		if strings.HasPrefix(why, "invalid") {
 			log.Warn("container not managed", keyReason, why)
+		}
+		for _, f := range idFindings {
+			log.Warn("container not managed: "+f.Message, keyReason, string(f.Reason))
 		}
 		return Result{}, r.forget(id, log)
 	}
@@ -154,6 +173,11 @@ func (r *ContainerReconciler) Reconcile(ctx context.Context, id string) (Result,
 		return Result{}, Terminal(err)
 	}
 	log = log.With(keyService, service)
+	if f, ok, err := r.claim(c, service); err != nil {
+		return Result{}, err
+	} else if !ok {
+		return r.refuse(c, service, append(idFindings, f), log)
+	}
 
 	// Replicas of one service share one bundle directory; serialise them.
 	waitStart := time.Now()
@@ -171,10 +195,10 @@ func (r *ContainerReconciler) Reconcile(ctx context.Context, id string) (Result,
 			return Result{}, fmt.Errorf("inspecting container %s: %w", dockerwatch.ShortID(id), err)
 		}
 	}
-	return r.reconcileBundle(ctx, c, service, log)
+	return r.reconcileBundle(ctx, c, service, idFindings, log)
 }
 
-func (r *ContainerReconciler) reconcileBundle(ctx context.Context, c dockerwatch.Container, service string, log *slog.Logger) (Result, error) {
+func (r *ContainerReconciler) reconcileBundle(ctx context.Context, c dockerwatch.Container, service string, idFindings []IdentityFinding, log *slog.Logger) (Result, error) {
 	now := r.now()
 	owner, ownerGap, err := OwnerFor(c)
 	if err != nil {
@@ -188,6 +212,9 @@ func (r *ContainerReconciler) reconcileBundle(ctx context.Context, c dockerwatch
 		return Result{}, fmt.Errorf("listing state records: %w", err)
 	}
 	identity := IdentityFor(c, service, r.TrustDomain, replicaNames(records, service, c.ID))
+	var dropped []IdentityFinding
+	identity.DNSNames, dropped = DropForeignNames(identity.DNSNames, service, r.foreignOwner(c))
+	idFindings = append(idFindings, dropped...)
 
 	bundle, err := r.Volume.ReadBundle(service)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -196,6 +223,12 @@ func (r *ContainerReconciler) reconcileBundle(ctx context.Context, c dockerwatch
 	if err != nil {
 		bundle = nil
 	}
+	keyOwner := ownerString(owner)
+	if who, conflict := ownerConflict(records, service, c.ID, keyOwner); conflict {
+		idFindings = append(idFindings, IdentityFinding{Reason: OwnerConflict, Message: fmt.Sprintf(
+			"replicas of %s need different key owners (this one %s, %s); the keys keep the owner they have", service, keyOwner, who)})
+		owner = ownerOnDisk(bundle, owner)
+	}
 	expect := certs.Expectation{
 		Identity:      identity,
 		Authority:     r.Authority,
@@ -203,7 +236,7 @@ func (r *ContainerReconciler) reconcileBundle(ctx context.Context, c dockerwatch
 		KeyMode:       keyMode(owner),
 		Now:           now,
 	}
-	findings := certs.Validate(bundle, expect)
+	findings := append(certs.Validate(bundle, expect), foreignSANs(bundle, r.foreignOwner(c))...)
 	action, reason := DecideBundle(findings)
 	if action == BundleKeep && OwnerDrift(bundle, owner) {
 		action, reason = BundleFixPerms, certs.ReasonBadPermissions
@@ -249,21 +282,21 @@ func (r *ContainerReconciler) reconcileBundle(ctx context.Context, c dockerwatch
 		}
 		findings = certs.Validate(bundle, expect)
 	}
-	return r.record(ctx, c, service, bundle, issued, reason, findings, now, log)
+	rec, err := r.noteIdentity(c, service, keyOwner, idFindings, log)
+	if err != nil {
+		return Result{}, err
+	}
+	return r.record(ctx, c, service, rec, bundle, issued, reason, findings, now, log)
 }
 
 // record stores what this reconcile learned, probes and remediates when a
 // prober is configured, and schedules the next look: the renewal, the next
 // periodic probe or a pending remediation step, whichever comes first.
-func (r *ContainerReconciler) record(ctx context.Context, c dockerwatch.Container, service string, b *certs.BundleFiles,
+func (r *ContainerReconciler) record(ctx context.Context, c dockerwatch.Container, service string, rec state.Record, b *certs.BundleFiles,
 	issued *certs.IssueInfo, reason certs.Reason, findings []certs.Finding, now time.Time, log *slog.Logger) (Result, error) {
 	parsed, err := certs.ParseBundle(b)
 	if err != nil {
 		return Result{}, fmt.Errorf("parsing bundle of %s just validated: %w", service, err)
-	}
-	rec, _, err := r.Records.Get(c.ID)
-	if err != nil {
-		return Result{}, fmt.Errorf("reading state of %s: %w", c.Name, err)
 	}
 	rec.ContainerID, rec.ContainerName, rec.Service, rec.Project = c.ID, c.Name, service, c.Project
 	rec.DNSNames = c.DNSNames()
@@ -398,7 +431,7 @@ func (r *ContainerReconciler) forget(id string, log *slog.Logger) error {
 func replicaNames(records []state.Record, service, selfID string) []string {
 	var names []string
 	for _, rec := range records {
-		if rec.Service == service && rec.ContainerID != selfID {
+		if rec.Service == service && rec.ContainerID != selfID && !rec.Identity.Refused {
 			names = append(names, rec.DNSNames...)
 		}
 	}

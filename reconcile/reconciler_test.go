@@ -42,8 +42,26 @@ func (f *fakeContainers) Inspect(_ context.Context, id string) (dockerwatch.Cont
 // method the reconciler starts calling without a fake panic loudly.
 type fakeRecords struct {
 	RecordStore
-	mu   sync.Mutex
-	recs map[string]state.Record
+	mu     sync.Mutex
+	recs   map[string]state.Record
+	owners map[string]state.IdentityOwner
+}
+
+func (f *fakeRecords) ClaimIdentity(name string, o state.IdentityOwner) (state.IdentityOwner, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if cur, ok := f.owners[name]; ok {
+		return cur, nil
+	}
+	f.owners[name] = o
+	return o, nil
+}
+
+func (f *fakeRecords) IdentityOwnerOf(name string) (state.IdentityOwner, bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	o, ok := f.owners[name]
+	return o, ok, nil
 }
 
 func (f *fakeRecords) Get(id string) (state.Record, bool, error) {
@@ -87,6 +105,7 @@ func (m *countingMetrics) Remediated(string, string)                            
 func (m *countingMetrics) Forget(string, string)                                                  {}
 func (m *countingMetrics) Expiry(string, string, time.Time)                                       {}
 func (m *countingMetrics) Renewal(string, time.Time, time.Time)                                   {}
+func (m *countingMetrics) IdentityFindings(string, string, []IdentityReason)                      {}
 
 func (m *countingMetrics) BundleIssued(reason string) {
 	m.mu.Lock()
@@ -118,7 +137,7 @@ func newFixture(t *testing.T, cs ...dockerwatch.Container) *fixture {
 	t.Cleanup(func() { vol.Close() })
 	f := &fixture{
 		docker:  &fakeContainers{byID: map[string]dockerwatch.Container{}},
-		records: &fakeRecords{recs: map[string]state.Record{}},
+		records: &fakeRecords{recs: map[string]state.Record{}, owners: map[string]state.IdentityOwner{}},
 		metrics: &countingMetrics{issued: map[string]int{}},
 		certs:   certsDir,
 		now:     now,
@@ -127,7 +146,7 @@ func newFixture(t *testing.T, cs ...dockerwatch.Container) *fixture {
 		f.docker.byID[c.ID] = c
 	}
 	f.r = &ContainerReconciler{
-		Containers: f.docker, Volume: vol, Authority: auth, Records: f.records,
+		Containers: f.docker, Volume: vol, Authority: auth, Records: f.records, Identities: f.records,
 		Scope: Scope{Project: "crank"}, TrustDomain: "crank.local",
 		Issue:   certs.IssueOptions{Lifetime: 90 * 24 * time.Hour},
 		Metrics: f.metrics,

@@ -33,6 +33,9 @@ func (r *Rotator) gather(ctx context.Context, phase Phase) ([]Member, error) {
 	bundles := map[string]BundleFacts{}
 	var out []Member
 	for _, rec := range recs {
+		if rec.Identity.Refused {
+			continue // holds no identity, so no bundle to roll over
+		}
 		c, err := r.Containers.Inspect(ctx, rec.ContainerID)
 		if errors.Is(err, dockerwatch.ErrNotFound) {
 			continue // gone: nothing to wait for

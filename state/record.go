@@ -29,6 +29,8 @@ type Record struct {
 
 	Findings []string // validation reasons from the last observation
 
+	Identity IdentityRecord // what the identity rules found
+
 	Level LevelRecord // desired vs observed, from the last probe
 
 	Remediation RemediationState
@@ -37,6 +39,26 @@ type Record struct {
 	Transitions []Transition // level changes; capped at MaxTransitions, newest last
 
 	UpdatedAt time.Time // set by Store.Put from Options.Now; not caller-controlled
+}
+
+// IdentityRecord is the identity side of the last reconcile.
+type IdentityRecord struct {
+	// Refused is set when the container claims an identity another owner
+	// holds: it gets no bundle, and the record exists only to report it.
+	// Code that treats records as holders of a bundle must skip it.
+	Refused bool `json:",omitempty"`
+	// Findings are identity findings: identity-conflict, label-from-image,
+	// alias-conflict, owner-conflict.
+	Findings []Finding `json:",omitempty"`
+	// KeyOwner is the "uid:gid" this container needs its keys owned by,
+	// "" when it has no numeric user (root, or a named user).
+	KeyOwner string `json:",omitempty"`
+}
+
+// Finding is a reason code and its message for humans.
+type Finding struct {
+	Reason  string
+	Message string `json:",omitempty"`
 }
 
 // LevelRecord is the security-level side of the last observation: what was
@@ -89,6 +111,12 @@ type RemediationState struct {
 	// container last had its rollover reload: one per phase, a budget of
 	// its own that the drift episode's Attempts never touch.
 	PhaseReload string
+	// DownSeenAt is when the probe first saw "down" in the current run of
+	// downs, zero otherwise: "down" is acted on only once confirmed.
+	DownSeenAt time.Time
+	// StoodAsideFor is the time of the stop by someone else that the
+	// controller last stood aside for, so it is logged once.
+	StoodAsideFor time.Time
 }
 
 // Event is one action the controller took on a container, and its outcome.

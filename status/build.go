@@ -157,6 +157,9 @@ func findings(r state.Record) []Finding {
 	for _, reason := range r.Findings {
 		out = append(out, Finding{Source: SourceBundle, Reason: redact(reason)})
 	}
+	for _, f := range r.Identity.Findings {
+		out = append(out, Finding{Source: SourceIdentity, Reason: redact(f.Reason), Message: redact(f.Message)})
+	}
 	return out
 }
 

@@ -35,6 +35,19 @@ func TestBuild(t *testing.T) {
 				}
 			},
 		},
+		"should list identity findings with their source, reason and message": {
+			recs: []state.Record{record("platform", "intruder-1", neverProbed(), func(r *state.Record) {
+				r.Identity = state.IdentityRecord{Refused: true, Findings: []state.Finding{
+					{Reason: "identity-conflict", Message: "identity platform belongs to compose service crank/platform"},
+				}}
+			})},
+			check: func(t *testing.T, rep Report) {
+				want := Finding{Source: SourceIdentity, Reason: "identity-conflict", Message: "identity platform belongs to compose service crank/platform"}
+				if got := rep.Containers[0].Findings; len(got) != 1 || got[0] != want {
+					t.Errorf("findings: got %+v, want [%+v]", got, want)
+				}
+			},
+		},
 		"should count a container that was never probed as unknown": {
 			recs: []state.Record{record("a", "a-1", neverProbed())},
 			check: func(t *testing.T, rep Report) {

@@ -163,7 +163,7 @@ type ContainerStatus struct {
 
 // Finding is one reason code with its message.
 type Finding struct {
-	Source  string `json:"source"` // "probe" or "bundle"
+	Source  string `json:"source"` // "probe", "bundle" or "identity"
 	Reason  string `json:"reason"` // e.g. client-auth-not-enforced, renew-due
 	Message string `json:"message,omitempty"`
 }
@@ -172,6 +172,9 @@ type Finding struct {
 const (
 	SourceProbe  = "probe"
 	SourceBundle = "bundle"
+	// SourceIdentity findings say who may hold the identity: identity-conflict,
+	// label-from-image, alias-conflict, owner-conflict.
+	SourceIdentity = "identity"
 )
 
 // BundleStatus describes the bundle last written to the shared volume.

@@ -51,6 +51,7 @@ type Config struct {
 	ActionInterval    time.Duration
 	ProductionMinimum probe.Level
 	Quarantine        map[string]string
+	TrustImageLabels  bool
 
 	// rotation (issue 6): CA rollover and expiry warnings.
 	CARotateFraction float64
@@ -93,6 +94,7 @@ var flagDefs = []flagDef{
 	{"action-interval", "CRANK_ACTION_INTERVAL", "5s", "global limit: at most one container action per interval across the stack"},
 	{"production-min-level", "CRANK_PRODUCTION_MIN_LEVEL", "mtls", "lowest level a label may ask for in production: mtls, tls or plain"},
 	{"quarantine-labels", "CRANK_QUARANTINE_LABELS", "", "labels added when a container is relabelled, as k=v,k=v (e.g. traefik.enable=false)"},
+	{"trust-image-labels", "CRANK_TRUST_IMAGE_LABELS", "false", "accept crank.security.* and compose labels that a container's image supplies (off: ignored and reported as label-from-image)"},
 	// rotation (issue 6)
 	{"ca-rotate-fraction", "CRANK_CA_ROTATE_FRACTION", "0.8", "start a CA rollover by itself after this fraction of the CA's lifetime (0 < f < 1)"},
 	{"ca-rotate-timeout", "CRANK_CA_ROTATE_TIMEOUT", "24h", "longest the overlap waits for services before promoting anyway; the old CA is retired on evidence only"},
@@ -157,6 +159,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	cfg.ActionInterval = p.duration("action-interval", 0)
 	cfg.ProductionMinimum = p.level3("production-min-level")
 	cfg.Quarantine = p.labels("quarantine-labels")
+	cfg.TrustImageLabels = p.oneOf("trust-image-labels", "false", "true") == "true"
 	cfg.LogLevel = p.level("log-level")
 	cfg.KeyAlgorithm = p.keyAlgorithm("key-algorithm")
 	// rotation (issue 6)

@@ -26,14 +26,16 @@ func dispatch(args []string) int {
 		return runStatus(args, os.Stdout, os.Stderr, lookupEnv)
 	case "ca": // rotation (issue 6): CA rollover CLI, cacmd.go
 		return runCA(args, os.Stdout, os.Stderr, lookupEnv, time.Now)
+	case "identity": // identity owners CLI, identitycmd.go
+		return runIdentity(args, os.Stdout, os.Stderr, lookupEnv)
 	case "version":
 		fmt.Println(version())
 		return 0
 	case "help":
-		fmt.Println("usage: controller [run] [flags] | healthcheck [listen-addr] | status [flags] | ca rotate|status | version\n\nrun 'controller run -h' or 'controller status -h' for flags") // rotation (issue 6): ca
+		fmt.Println("usage: controller [run] [flags] | healthcheck [listen-addr] | status [flags] | ca rotate|status | identity list|release | version\n\nrun 'controller run -h' or 'controller status -h' for flags") // rotation (issue 6): ca
 		return 0
 	default:
-		fmt.Fprintf(os.Stderr, "controller: unknown command %q (want run, healthcheck, status, ca or version)\n", cmd) // rotation (issue 6): ca
+		fmt.Fprintf(os.Stderr, "controller: unknown command %q (want run, healthcheck, status, ca, identity or version)\n", cmd) // rotation (issue 6): ca
 		return 2
 	}
 }

@@ -54,11 +54,15 @@ type metrics struct {
 	// the last (when="last") and next scheduled (when="next") renewal of a
 	// service's bundle, as Unix time.
 	renewal *prometheus.GaugeVec
+	// crank_security_identity_finding{service,container,reason}: 1 while
+	// a container has that identity finding (identity-conflict,
+	// label-from-image, alias-conflict, owner-conflict).
+	identity *prometheus.GaugeVec
 }
 
 // Known label values, pre-created so dashboards show zeros, not gaps.
 var (
-	eventActions = []string{"create", "start", "die", "destroy", "health_status"}
+	eventActions = []string{"create", "start", "kill", "stop", "die", "destroy", "health_status"}
 	issueReasons = []certs.Reason{
 		certs.ReasonMissing, certs.ReasonCorrupt, certs.ReasonKeyMismatch, certs.ReasonWrongCA,
 		certs.ReasonSANMismatch, certs.ReasonExpired, certs.ReasonNotYetValid, certs.ReasonRenewDue,
@@ -128,6 +132,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			m.remediations.WithLabelValues(string(a), r)
 		}
 	}
+	m.identity = newIdentityGauge()
 	for _, r := range reconcile.ResultLabels() {
 		m.reconcileTotal.WithLabelValues(r)
 	}
@@ -138,7 +143,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.bundlesIssued.WithLabelValues(string(r))
 	}
 	reg.MustRegister(m.reconcileDuration, m.reconcileTotal, m.panics, m.events, m.reconnects, m.bundlesIssued,
-		m.level, m.desiredLevel, m.drift, m.probeDuration, m.remediations, m.expiry, m.renewal,
+		m.level, m.desiredLevel, m.drift, m.probeDuration, m.remediations, m.expiry, m.renewal, m.identity,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -192,6 +197,7 @@ func (m *metrics) Forget(service, container string) {
 	for _, g := range []*prometheus.GaugeVec{m.level, m.desiredLevel, m.drift} {
 		g.DeleteLabelValues(service, container)
 	}
+	m.identity.DeletePartialMatch(prometheus.Labels{"service": service, "container": container})
 }
 
 // Expiry implements reconcile.Metrics: the NotAfter of a service's leaves.

@@ -48,7 +48,7 @@ func TestMetricsPrecreated(t *testing.T) {
 	newMetrics(reg)
 	for name, want := range map[string]int{
 		"crank_security_reconcile_total":      4,
-		"crank_security_docker_events_total":  5,
+		"crank_security_docker_events_total":  7,
 		"crank_security_remediations_total":   12,
 		"crank_security_bundles_issued_total": 10,
 	} {

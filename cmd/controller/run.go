@@ -47,6 +47,7 @@ const (
 	keyNetworks    = "networks"
 	keyMode        = "mode"
 	keyOperatorDir = "operator_dir"
+	keyIdentity    = "identity"
 )
 
 func runController(args []string) int {
@@ -137,18 +138,25 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	m.Expiry("", "ca", authority.Active().Cert.NotAfter)
 	queue := reconcile.NewQueue(reconcile.QueueOptions{})
 	rec := &reconcile.ContainerReconciler{
-		Containers:    docker,
-		Volume:        volume,
-		Authority:     authority,
-		Records:       store,
-		Scope:         scope,
-		TrustDomain:   cfg.TrustDomain,
-		Issue:         issue,
-		RenewFraction: cfg.RenewFraction,
-		Log:           log,
-		Metrics:       m,
-		Prober:        prober,
-		Actions:       docker,
+		Containers: docker,
+		Volume:     volume,
+		Authority:  authority,
+		Records:    store,
+		Identities: store,
+		Reserved: map[string]string{
+			controllerIdentity:      "the controller (its prober and status listener)",
+			status.OperatorIdentity: "the operator's client bundle",
+		},
+		TrustImageLabels: cfg.TrustImageLabels,
+		Interventions:    docker.Interventions,
+		Scope:            scope,
+		TrustDomain:      cfg.TrustDomain,
+		Issue:            issue,
+		RenewFraction:    cfg.RenewFraction,
+		Log:              log,
+		Metrics:          m,
+		Prober:           prober,
+		Actions:          docker,
 		Levels: reconcile.Policy{
 			Environment:       cfg.Environment,
 			Mode:              cfg.Mode,
@@ -188,7 +196,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	}
 	ctrl := reconcile.NewController(rec, queue, reconcile.ControllerOptions{Workers: cfg.Workers, Logger: log, Metrics: m})
 	watcher := dockerwatch.NewWatcher(docker.SDK(), queue, dockerwatch.WatcherOptions{
-		Resync: cfg.Resync, WatchdogInterval: cfg.Watchdog, Logger: log, Metrics: m,
+		Resync: cfg.Resync, WatchdogInterval: cfg.Watchdog, Logger: log, Metrics: m, Interventions: docker.Interventions,
 	})
 
 	statusHandler := status.NewHandler(status.Funcs{
@@ -213,7 +221,7 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	log.Info("serving health and metrics", keyListen, ln.Addr().String())
 
 	var wg sync.WaitGroup
-	errs := make(chan error, 6)
+	errs := make(chan error, 7)
 	goRun := func(name string, f func(context.Context) error) {
 		wg.Add(1)
 		go func() {
@@ -238,6 +246,8 @@ func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 			m.Expiry("", "ca", authority.Active().Cert.NotAfter)
 		}, log)
 	})
+	goRun("identity-requests", (&identityRequests{stateDir: cfg.StateDir, store: store, enqueue: queue.Add,
+		every: cfg.CARotateInterval, log: log}).Start)
 	goRun("watcher", watcher.Start)
 	goRun("http", func(ctx context.Context) error {
 		go func() {
