@@ -297,7 +297,7 @@ func (a *Authority) withRoot(fn func(root *os.Root) error) error {
 }
 
 func (a *Authority) write(root *os.Root, name string, data []byte, perm fs.FileMode) error {
-	if err := writeFileDurable(root, name, data, perm); err != nil {
+	if err := writeFileDurable(root, name, data, perm, Owner{UID: -1, GID: -1}); err != nil {
 		return err
 	}
 	a.step("write " + name)

@@ -27,7 +27,24 @@ type BundleFiles struct {
 	// platform without numeric owners). Zero values mean root.
 	ServerKeyUID, ServerKeyGID int
 	ClientKeyUID, ClientKeyGID int
+	// Unsafe lists the files found as something a service could use
+	// against the controller; their content fields are nil.
+	Unsafe []UnsafeFile
 }
+
+// UnsafeFile is a bundle file that is not a regular file with exactly one
+// link. A service can replace the files in its own directory: a FIFO blocks
+// whoever opens it, a device's open has side effects, a symlink or a
+// directory stands where a file belongs, and a hard link can be another
+// service's key, which a chown would then hand over. Writing a fresh
+// generation replaces such a file.
+type UnsafeFile struct {
+	Name string // e.g. "tls.key"
+	What string // e.g. "is a FIFO", "has 2 links"
+}
+
+// String renders "tls.key is a FIFO".
+func (u UnsafeFile) String() string { return u.Name + " " + u.What }
 
 // File names inside <root>/<service>/. They follow the Kubernetes TLS secret
 // naming, so images that already expect tls.crt/tls.key/ca.crt work unchanged.

@@ -15,9 +15,11 @@
 //     style of cert-manager's renewal policies, that says why a bundle
 //     must be reissued, rewritten or chmodded (Finding, Reason).
 //
-// Volume half (names.go, volume*.go): the shared certs volume, one directory
-// per service, each bundle swapped atomically the way Kubernetes'
-// AtomicWriter does, with all file work through os.Root.
+// Volume half (names.go, volume*.go, safeopen*.go): the shared certs volume,
+// one directory per service, each bundle swapped atomically the way
+// Kubernetes' AtomicWriter does, with all file work through os.Root. A
+// service can plant anything in its own directory, so files there are opened
+// without blocking or following links and judged by the opened file itself.
 //
 // The package talks to nothing but the file system; it does not know about
 // Docker. Its callers decide when to issue, rotate or roll over.

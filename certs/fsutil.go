@@ -16,8 +16,11 @@ import (
 // a zero-length file after a power loss (see renameio's README), and without
 // the directory fsync the rename itself may not survive.
 //
+// The file gets owner (unless both ids are -1) through its descriptor before
+// it is renamed into place, so no one else ever holds it under name.
+//
 // All paths are resolved through root (os.Root), so name can never escape it.
-func writeFileDurable(root *os.Root, name string, data []byte, perm fs.FileMode) error {
+func writeFileDurable(root *os.Root, name string, data []byte, perm fs.FileMode, owner Owner) error {
 	dir := path.Dir(name)
 	tmp := path.Join(dir, "."+path.Base(name)+".tmp-"+randomSuffix())
 	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
@@ -36,6 +39,12 @@ func writeFileDurable(root *os.Root, name string, data []byte, perm fs.FileMode)
 		f.Close()
 		return fmt.Errorf("setting mode of %s: %w", name, err)
 	}
+	if owner.UID != -1 || owner.GID != -1 {
+		if err := f.Chown(owner.UID, owner.GID); err != nil {
+			f.Close()
+			return fmt.Errorf("setting owner of %s: %w", name, err)
+		}
+	}
 	if err := f.Sync(); err != nil {
 		f.Close()
 		return fmt.Errorf("syncing %s: %w", name, err)
@@ -53,7 +62,7 @@ func writeFileDurable(root *os.Root, name string, data []byte, perm fs.FileMode)
 // private files of their own (e.g. the operator's client bundle), so the
 // crash-safe write exists once.
 func WriteFileDurable(root *os.Root, name string, data []byte, perm fs.FileMode) error {
-	return writeFileDurable(root, name, data, perm)
+	return writeFileDurable(root, name, data, perm, Owner{UID: -1, GID: -1})
 }
 
 // syncDir fsyncs a directory inside root so that entries created, renamed or

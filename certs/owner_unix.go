@@ -14,3 +14,11 @@ func fileOwner(fi fs.FileInfo) (uid, gid int) {
 	}
 	return -1, -1
 }
+
+// fileLinks returns a file's hard link count, or 1 if it is unknown.
+func fileLinks(fi fs.FileInfo) uint64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return uint64(st.Nlink)
+	}
+	return 1
+}

@@ -18,6 +18,10 @@ type Reason string
 
 // Reasons, in the order Validate checks them.
 const (
+	// ReasonUnsafeFile: a file is not a regular file with one link (a FIFO,
+	// device, socket, symlink, directory or hard link; see UnsafeFile). It
+	// comes first because the file was planted, not merely lost.
+	ReasonUnsafeFile  Reason = "unsafe-file"
 	ReasonMissing     Reason = "missing"      // a file is absent or empty
 	ReasonCorrupt     Reason = "corrupt"      // a file does not parse
 	ReasonKeyMismatch Reason = "key-mismatch" // a key is not the one of its certificate
@@ -185,14 +189,22 @@ func (v *validation) leaves() []*leafState { return []*leafState{&v.server, &v.c
 
 // validationChecks run in this order; each appends its findings.
 var validationChecks = []func(v *validation){
-	checkMissing, checkCorrupt, checkKeyMismatch, checkWrongCA, checkWrongIssuer,
+	checkUnsafe, checkMissing, checkCorrupt, checkKeyMismatch, checkWrongCA, checkWrongIssuer,
 	checkSANs, checkUsage, checkExpired, checkNotYetValid, checkRenewDue,
 	checkTrustBundle, checkPermissions,
 }
 
+// checkUnsafe reports each unsafe file; Unsafe is already in file order.
+func checkUnsafe(v *validation) {
+	for _, u := range v.b.Unsafe {
+		v.add(ReasonUnsafeFile, u.Name, "%s", u)
+	}
+}
+
+// checkMissing skips unsafe files: they are there, and reported as such.
 func checkMissing(v *validation) {
 	for _, name := range validateFileOrder {
-		if len(v.b.file(name)) == 0 {
+		if len(v.b.file(name)) == 0 && !slices.ContainsFunc(v.b.Unsafe, func(u UnsafeFile) bool { return u.Name == name }) {
 			v.add(ReasonMissing, name, "file is absent or empty")
 		}
 	}

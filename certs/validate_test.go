@@ -71,6 +71,15 @@ func withFile(name string, data []byte) worldOption {
 	}
 }
 
+// withUnsafe marks name as found unsafe on disk, as ReadBundle does: no
+// content, and an entry in Unsafe.
+func withUnsafe(name, what string) worldOption {
+	return func(t *testing.T, w *validateWorld) {
+		withFile(name, nil)(t, w)
+		w.bundle.Unsafe = append(w.bundle.Unsafe, UnsafeFile{Name: name, What: what})
+	}
+}
+
 // withLeavesFrom re-issues both leaves with signer, keeping ca.crt.
 func withLeavesFrom(pick func(w *validateWorld) *CA) worldOption {
 	return func(t *testing.T, w *validateWorld) {
@@ -138,6 +147,13 @@ func TestValidate(t *testing.T) {
 		"should report missing for each absent or empty file": {
 			opts: []worldOption{withFile(FileServerKey, nil), withFile(FileCA, []byte{})},
 			want: []string{"missing tls.key", "missing ca.crt"}, wantReissue: true},
+		"should report unsafe-file, not missing, for a file found as a FIFO or a hard link": {
+			opts: []worldOption{withUnsafe(FileServerKey, "is a FIFO"), withUnsafe(FileCA, "has 2 links")},
+			want: []string{"unsafe-file tls.key", "unsafe-file ca.crt"}, wantReissue: true},
+		"should report unsafe-file before the bad permissions of the other key": {
+			opts: []worldOption{withUnsafe(FileClientKey, "is a symlink"), withKeyModes(0o644, 0),
+				withExpectation(func(e *Expectation) { e.KeyMode = 0o600 })},
+			want: []string{"unsafe-file client.key", "bad-permissions tls.key"}, wantReissue: true},
 		"should report corrupt for a certificate file that is not PEM": {
 			opts: []worldOption{withFile(FileClientCert, []byte("garbage"))},
 			want: []string{"corrupt client.crt"}, wantReissue: true},

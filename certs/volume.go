@@ -7,7 +7,6 @@ import (
 	"os"
 	"slices"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -43,6 +42,11 @@ const (
 // refuses to follow, such as a service directory that is a symlink. Writing a
 // new bundle cannot repair it; a human has to look at the volume.
 var ErrUnsafePath = errors.New("unsafe path in certs volume")
+
+// ErrUnsafeFile is wrapped by errors about a bundle file that is not a
+// regular file with one link (see UnsafeFile). Unlike ErrUnsafePath, writing
+// a new bundle repairs it.
+var ErrUnsafeFile = errors.New("unsafe file in bundle")
 
 // bundleFileNames lists the files of a bundle in the order they are written.
 var bundleFileNames = []string{FileServerCert, FileServerKey, FileClientCert, FileClientKey, FileCA}
@@ -180,7 +184,8 @@ func (v *Volume) lock(service string) func() {
 // every later operation to that one directory: a symlink inside it pointing
 // at another service cannot be followed. The entry must be a real directory;
 // os.Root would follow a symlink that stays inside the volume, so we check
-// with Lstat and then confirm we opened the same directory.
+// with Lstat and then confirm we opened the same directory. The open itself
+// cannot block on whatever was swapped in after the Lstat.
 func (v *Volume) openServiceDir(service string) (*os.Root, error) {
 	fi, err := v.root.Lstat(service)
 	if err != nil {
@@ -189,17 +194,11 @@ func (v *Volume) openServiceDir(service string) (*os.Root, error) {
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("%w: %s is not a directory (type %s); refusing to use it", ErrUnsafePath, service, fi.Mode().Type())
 	}
-	sub, err := v.root.OpenRoot(service)
+	sub, same, err := openDirRoot(v.root, service, fi)
 	if err != nil {
 		return nil, err
 	}
-	st, err := sub.Stat(".")
-	if err != nil {
-		sub.Close()
-		return nil, err
-	}
-	if !os.SameFile(fi, st) {
-		sub.Close()
+	if !same {
 		return nil, fmt.Errorf("%w: %s changed while it was being opened", ErrUnsafePath, service)
 	}
 	return sub, nil
@@ -218,7 +217,7 @@ func (v *Volume) ensureServiceDir(service string, owner Owner) (*os.Root, error)
 	if err != nil {
 		return nil, err
 	}
-	if err := applyModeOwner(sub, ".", volDirMode, owner); err != nil {
+	if err := applyDirModeOwner(sub, volDirMode, owner); err != nil {
 		sub.Close()
 		return nil, err
 	}
@@ -229,35 +228,4 @@ func (v *Volume) ensureServiceDir(service string, owner Owner) (*os.Root, error)
 		}
 	}
 	return sub, nil
-}
-
-// applyModeOwner sets name's permission bits and ownership inside r, touching
-// only what differs so that re-applying is cheap and does not churn ctime.
-// Lchown never follows a symlink, and Chmod is only reached for entries that
-// Lstat saw as regular files or directories.
-func applyModeOwner(r *os.Root, name string, mode fs.FileMode, owner Owner) error {
-	fi, err := r.Lstat(name)
-	if err != nil {
-		return err
-	}
-	if fi.Mode()&fs.ModeSymlink != 0 {
-		return fmt.Errorf("%w: %s is a symlink", ErrUnsafePath, name)
-	}
-	if fi.Mode().Perm() != mode {
-		if err := r.Chmod(name, mode); err != nil {
-			return fmt.Errorf("setting mode of %s: %w", name, err)
-		}
-	}
-	if owner.UID == -1 && owner.GID == -1 {
-		return nil
-	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok &&
-		(owner.UID == -1 || int(st.Uid) == owner.UID) &&
-		(owner.GID == -1 || int(st.Gid) == owner.GID) {
-		return nil
-	}
-	if err := r.Lchown(name, owner.UID, owner.GID); err != nil {
-		return fmt.Errorf("setting owner of %s: %w", name, err)
-	}
-	return nil
 }

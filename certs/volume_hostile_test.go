@@ -92,6 +92,9 @@ func writeRecovers(t *testing.T, e *hostileEnv) {
 		t.Fatalf("ReadBundle after recovery: %v", err)
 	}
 	assertSameContent(t, bundleContent(got), bundleContent(want))
+	if msgs := unsafeMessages(got); len(msgs) > 0 {
+		t.Errorf("unsafe files after recovery: got %q, want none", msgs)
+	}
 }
 
 // readIsAbsent asserts ReadBundle treats the layout as no bundle.
@@ -243,7 +246,7 @@ func TestVolumeHostileLayouts(t *testing.T) {
 			},
 			check: writeRecovers, // wantLayout proves the links were removed
 		},
-		"should treat files in the generation that are symlinks as missing": {
+		"should report files in the generation that are symlinks as unsafe, never read through them": {
 			setup: func(t *testing.T, e *hostileEnv) {
 				_, err := e.v.WriteBundle("api", fakeBundle("api"), keepOwner)
 				must(t, err)
@@ -255,26 +258,101 @@ func TestVolumeHostileLayouts(t *testing.T) {
 				ckey := filepath.Join(e.web, gen, certs.FileClientKey)
 				must(t, os.Remove(ckey))
 				must(t, os.Symlink("../../api/..data/client.key", ckey))
+				cert := filepath.Join(e.web, gen, certs.FileServerCert)
+				must(t, os.Rename(cert, filepath.Join(e.web, gen, "server.pem")))
+				must(t, os.Symlink("server.pem", cert)) // stays inside the generation
 			},
 			check: func(t *testing.T, e *hostileEnv) {
-				got, err := e.v.ReadBundle("web")
-				if err != nil {
-					t.Fatalf("ReadBundle: %v", err)
+				got := readWeb(t, e)
+				if got.ServerKey != nil || got.ClientKey != nil || got.ServerCert != nil {
+					t.Errorf("tls.key, client.key, tls.crt: got %q, %q and %q, want nil (symlinks are not bundle files)",
+						got.ServerKey, got.ClientKey, got.ServerCert)
 				}
-				if got.ServerKey != nil || got.ClientKey != nil {
-					t.Errorf("keys: got %q and %q, want nil and nil (symlinks are not bundle files)", got.ServerKey, got.ClientKey)
+				if string(got.CA) != string(fakeBundle("web").CA) {
+					t.Errorf("CA: got %q, want the written one", got.CA)
 				}
-				if string(got.ServerCert) != string(fakeBundle("web").ServerCert) {
-					t.Errorf("ServerCert: got %q, want the written one", got.ServerCert)
-				}
-				if err := e.v.FixPermissions("web", certs.Owner{UID: -1, GID: -1, GroupRead: true}); err != nil {
-					t.Errorf("FixPermissions: %v", err)
-				}
-				if _, err := e.v.WriteCA("web", []byte("ca"), keepOwner); !errors.Is(err, fs.ErrNotExist) {
-					t.Errorf("WriteCA: got error %v, want one wrapping fs.ErrNotExist (keys unusable)", err)
-				}
-				writeRecovers(t, e)
+				unsafeRepaired("tls.crt is a symlink", "tls.key is a symlink", "client.key is a symlink")(t, e)
 			},
+		},
+		"should report a FIFO planted as tls.key as unsafe without blocking": {
+			setup: plantInGeneration(certs.FileServerKey, func(t *testing.T, p string) { must(t, syscall.Mkfifo(p, 0o600)) }),
+			check: unsafeRepaired("tls.key is a FIFO"),
+		},
+		"should report a socket planted as ca.crt as unsafe": {
+			setup: plantInGeneration(certs.FileCA, func(t *testing.T, p string) { must(t, syscall.Mknod(p, syscall.S_IFSOCK|0o600, 0)) }),
+			check: unsafeRepaired("ca.crt is a socket"),
+		},
+		"should report a device planted as client.key as unsafe without opening it": {
+			setup: plantInGeneration(certs.FileClientKey, func(t *testing.T, p string) {
+				// 1, 3 is /dev/null; creating a device node needs CAP_MKNOD.
+				if err := syscall.Mknod(p, syscall.S_IFCHR|0o600, 1<<8|3); errors.Is(err, syscall.EPERM) {
+					t.Skipf("mknod of a device: %v", err)
+				} else {
+					must(t, err)
+				}
+			}),
+			check: unsafeRepaired("client.key is a device"),
+		},
+		"should report a directory planted as client.crt as unsafe": {
+			setup: plantInGeneration(certs.FileClientCert, func(t *testing.T, p string) { must(t, os.Mkdir(p, 0o755)) }),
+			check: unsafeRepaired("client.crt is a directory"),
+		},
+		"should neither chown nor chmod another service's key through a hard link": {
+			setup: func(t *testing.T, e *hostileEnv) {
+				_, err := e.v.WriteBundle("api", fakeBundle("api"), keepOwner)
+				must(t, err)
+				gen, err := e.v.WriteBundle("web", fakeBundle("web"), keepOwner)
+				must(t, err)
+				key := filepath.Join(e.web, gen, certs.FileServerKey)
+				must(t, os.Remove(key))
+				must(t, os.Link(filepath.Join(e.root, "api", "..data", certs.FileServerKey), key))
+				ckey := filepath.Join(e.web, gen, certs.FileClientKey)
+				must(t, os.Remove(ckey))
+				must(t, os.Link(filepath.Join(e.outside, certs.FileClientKey), ckey))
+			},
+			check: func(t *testing.T, e *hostileEnv) {
+				api := filepath.Join(e.root, "api")
+				before := snapshot(t, api)
+				var err error
+				withinDeadline(t, "FixPermissions", func() { err = e.v.FixPermissions("web", foreignOwner()) })
+				if !errors.Is(err, certs.ErrUnsafeFile) {
+					t.Errorf("FixPermissions: got error %v, want one wrapping ErrUnsafeFile", err)
+				}
+				for p, want := range before {
+					if got := snapshot(t, api)[p]; got != want {
+						t.Errorf("%s after FixPermissions: got %q, want %q (unchanged)", p, got, want)
+					}
+				}
+				unsafeRepaired("tls.key has 2 links", "client.key has 2 links")(t, e)
+				if got := readVisible(t, api); got[certs.FileServerKey] != string(fakeBundle("api").ServerKey) {
+					t.Errorf("api's tls.key after web's rewrite: got %q, want it intact", got[certs.FileServerKey])
+				}
+			},
+		},
+		"should unlink a generation dir that is a FIFO without opening it": {
+			setup: func(t *testing.T, e *hostileEnv) {
+				must(t, os.Mkdir(e.web, 0o755))
+				must(t, syscall.Mkfifo(filepath.Join(e.web, "..2020_01_01_00_00_00.0"), 0o600))
+				must(t, os.Symlink("..2020_01_01_00_00_00.0", filepath.Join(e.web, "..data")))
+			},
+			check: func(t *testing.T, e *hostileEnv) {
+				withinDeadline(t, "ReadBundle", func() { readIsAbsent(t, e) })
+				withinDeadline(t, "WriteBundle", func() { writeRecovers(t, e) })
+			},
+		},
+		"should remove stale generations holding FIFOs and hard links without blocking or touching their targets": {
+			setup: func(t *testing.T, e *hostileEnv) {
+				_, err := e.v.WriteBundle("web", fakeBundle("old"), keepOwner)
+				must(t, err)
+				stale := filepath.Join(e.web, "..2019_01_01_00_00_00.0")
+				must(t, os.Mkdir(stale, 0o755))
+				must(t, syscall.Mkfifo(filepath.Join(stale, certs.FileServerKey), 0o600))
+				must(t, os.Link(filepath.Join(e.outside, certs.FileClientKey), filepath.Join(stale, certs.FileClientKey)))
+				must(t, syscall.Mkfifo(filepath.Join(e.web, "..2019_01_01_00_00_01.0"), 0o600))
+				must(t, os.Remove(filepath.Join(e.web, certs.FileCA)))
+				must(t, syscall.Mkfifo(filepath.Join(e.web, certs.FileCA), 0o600)) // a visible name
+			},
+			check: func(t *testing.T, e *hostileEnv) { withinDeadline(t, "WriteBundle", func() { writeRecovers(t, e) }) },
 		},
 		"should replace a ..data that is a real directory": {
 			setup: func(t *testing.T, e *hostileEnv) {

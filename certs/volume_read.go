@@ -1,7 +1,6 @@
 package certs
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -16,9 +15,11 @@ import (
 //
 // An absent service dir or ..data, or a ..data that does not point at a
 // generation dir, is an error wrapping fs.ErrNotExist: writing a new bundle
-// repairs all of these. A file missing from the generation, or one that is
-// not a regular file or is implausibly large, is returned as a nil slice so
-// that Validate reports it and the caller reissues.
+// repairs all of these. A file missing from the generation or implausibly
+// large is returned as a nil slice, and one that is not a regular file with
+// one link (a FIFO, a symlink, a hard link...) as nil and in Unsafe, so
+// that Validate reports it and the caller reissues. No read blocks or
+// follows a link, whatever the service put in its directory.
 func (v *Volume) ReadBundle(service string) (*BundleFiles, error) {
 	if err := ValidateServiceName(service); err != nil {
 		return nil, err
@@ -37,29 +38,35 @@ func (v *Volume) ReadBundle(service string) (*BundleFiles, error) {
 }
 
 // readCurrent reads the generation ..data points at inside the service dir.
+// Unsafe files are listed in Unsafe rather than read.
 func readCurrent(sub *os.Root) (*BundleFiles, error) {
 	gen, gr, gfi, err := resolveGeneration(sub)
 	if err != nil {
 		return nil, err
 	}
 	defer gr.Close()
-	b := &BundleFiles{Generation: gen, WrittenAt: gfi.ModTime()}
-	for _, name := range bundleFileNames {
-		data, fi, err := readRegular(gr, name)
+	entries, err := openEntries(gr)
+	if err != nil {
+		return nil, fmt.Errorf("generation %s: %w", gen, err)
+	}
+	defer closeEntries(entries)
+	b := &BundleFiles{Generation: gen, WrittenAt: gfi.ModTime(), Unsafe: unsafeEntries(entries)}
+	for _, e := range entries {
+		data, err := readEntry(e)
 		if err != nil {
 			return nil, fmt.Errorf("generation %s: %w", gen, err)
 		}
-		*bundleFilePtr(b, name) = data
-		if fi == nil {
+		if data == nil {
 			continue
 		}
-		switch name {
+		*bundleFilePtr(b, e.name) = data
+		switch e.name {
 		case FileServerKey:
-			b.ServerKeyMode = fi.Mode().Perm()
-			b.ServerKeyUID, b.ServerKeyGID = fileOwner(fi)
+			b.ServerKeyMode = e.fi.Mode().Perm()
+			b.ServerKeyUID, b.ServerKeyGID = fileOwner(e.fi)
 		case FileClientKey:
-			b.ClientKeyMode = fi.Mode().Perm()
-			b.ClientKeyUID, b.ClientKeyGID = fileOwner(fi)
+			b.ClientKeyMode = e.fi.Mode().Perm()
+			b.ClientKeyUID, b.ClientKeyGID = fileOwner(e.fi)
 		}
 	}
 	return b, nil
@@ -68,7 +75,8 @@ func readCurrent(sub *os.Root) (*BundleFiles, error) {
 // resolveGeneration reads the ..data link once and opens its target as an
 // os.Root, so every later read is confined to that single generation dir.
 // The target must be a plain generation name (no slashes, so it cannot lead
-// to /etc or to another service) naming a real directory.
+// to /etc or to another service) naming a real directory. Nothing here
+// blocks on a FIFO the service swaps in for the directory.
 func resolveGeneration(sub *os.Root) (gen string, gr *os.Root, fi fs.FileInfo, err error) {
 	lfi, err := sub.Lstat(dataLink)
 	if err != nil {
@@ -92,16 +100,11 @@ func resolveGeneration(sub *os.Root) (gen string, gr *os.Root, fi fs.FileInfo, e
 		return "", nil, nil, fmt.Errorf("%s points to %q, which is not a directory (type %s): %w",
 			dataLink, gen, fi.Mode().Type(), fs.ErrNotExist)
 	}
-	gr, err = sub.OpenRoot(gen)
-	if err != nil {
-		return "", nil, nil, err
-	}
-	st, err := gr.Stat(".")
-	if err == nil && !os.SameFile(fi, st) {
+	gr, same, err := openDirRoot(sub, gen, fi)
+	if err == nil && !same {
 		err = fmt.Errorf("generation %s changed while it was being opened: %w", gen, fs.ErrNotExist)
 	}
 	if err != nil {
-		gr.Close()
 		return "", nil, nil, err
 	}
 	return gen, gr, fi, nil
@@ -116,42 +119,18 @@ func isGenerationName(name string) bool {
 		!strings.ContainsAny(name, "/\\\x00")
 }
 
-// readRegular reads name from the generation root gr if it is a regular file
-// of plausible size; otherwise it returns nil data and a nil error (the file
-// is treated as missing). A missing file is also nil, nil. The FileInfo is
-// the opened file's, for its mode and owner.
-func readRegular(gr *os.Root, name string) ([]byte, fs.FileInfo, error) {
-	fi, err := gr.Lstat(name)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil, nil
+// readEntry reads an entry opened by openEntry. A missing or unsafe entry,
+// or one of implausible size, reads as nil, so that Validate reports it.
+func readEntry(e entry) ([]byte, error) {
+	if e.f == nil || e.fi.Size() > maxBundleFileSize {
+		return nil, nil
 	}
+	data, err := io.ReadAll(io.LimitReader(e.f, maxBundleFileSize+1))
 	if err != nil {
-		return nil, nil, err
-	}
-	if !fi.Mode().IsRegular() || fi.Size() > maxBundleFileSize {
-		return nil, nil, nil
-	}
-	f, err := gr.Open(name)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil, nil
-	}
-	if err != nil {
-		return nil, nil, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, nil, err
-	}
-	if !os.SameFile(fi, st) {
-		return nil, nil, nil // swapped for something else after Lstat: not ours
-	}
-	data, err := io.ReadAll(io.LimitReader(f, maxBundleFileSize+1))
-	if err != nil {
-		return nil, nil, fmt.Errorf("reading %s: %w", name, err)
+		return nil, fmt.Errorf("reading %s: %w", e.name, err)
 	}
 	if len(data) > maxBundleFileSize {
-		return nil, nil, nil
+		return nil, nil
 	}
-	return data, st, nil
+	return data, nil
 }

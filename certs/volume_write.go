@@ -51,7 +51,8 @@ func (v *Volume) WriteBundle(service string, b *BundleFiles, owner Owner) (gener
 // WriteBundle. Used when only the trust bundle changed (a CA rollover), so
 // the leaf keys stay as they are. If the current bundle is absent or lacks
 // one of the other files, the error wraps fs.ErrNotExist: the caller should
-// issue a whole bundle instead.
+// issue a whole bundle instead. So does a current bundle with an unsafe file,
+// and then the error also wraps ErrUnsafeFile.
 func (v *Volume) WriteCA(service string, caPEM []byte, owner Owner) (generation string, err error) {
 	if err := ValidateServiceName(service); err != nil {
 		return "", err
@@ -69,6 +70,10 @@ func (v *Volume) WriteCA(service string, caPEM []byte, owner Owner) (generation 
 	if err != nil {
 		return "", fmt.Errorf("writing %s for service %s: reading current bundle: %w", FileCA, service, err)
 	}
+	if len(cur.Unsafe) > 0 {
+		return "", fmt.Errorf("writing %s for service %s: current bundle %s: %w: %w",
+			FileCA, service, cur.Generation, unsafeError(cur.Unsafe), fs.ErrNotExist)
+	}
 	next := &BundleFiles{
 		ServerCert: cur.ServerCert, ServerKey: cur.ServerKey,
 		ClientCert: cur.ClientCert, ClientKey: cur.ClientKey,
@@ -78,7 +83,7 @@ func (v *Volume) WriteCA(service string, caPEM []byte, owner Owner) (generation 
 		return "", fmt.Errorf("writing %s for service %s: current bundle %s is incomplete: %w: %w",
 			FileCA, service, cur.Generation, err, fs.ErrNotExist)
 	}
-	if err := applyModeOwner(sub, ".", volDirMode, owner); err != nil {
+	if err := applyDirModeOwner(sub, volDirMode, owner); err != nil {
 		return "", fmt.Errorf("writing %s for service %s: %w", FileCA, service, err)
 	}
 	gen, err := v.publish(sub, next, owner)
@@ -91,7 +96,9 @@ func (v *Volume) WriteCA(service string, caPEM []byte, owner Owner) (generation 
 // FixPermissions re-applies directory and file modes and ownership to the
 // service dir and its current generation, without rewriting content. Files
 // missing from the generation are skipped (Validate reports them). An absent
-// bundle is an error wrapping fs.ErrNotExist.
+// bundle is an error wrapping fs.ErrNotExist. If any file of the generation
+// is unsafe (see UnsafeFile), nothing in the generation is changed and the
+// error wraps ErrUnsafeFile: the caller should write a new bundle instead.
 func (v *Volume) FixPermissions(service string, owner Owner) error {
 	if err := ValidateServiceName(service); err != nil {
 		return err
@@ -103,13 +110,16 @@ func (v *Volume) FixPermissions(service string, owner Owner) error {
 	return nil
 }
 
+// fixPermissions changes modes and owners only through descriptors of files
+// it opened and checked, so a chown never reaches another file through a
+// hard link, a symlink or a swap after the check.
 func (v *Volume) fixPermissions(service string, owner Owner) error {
 	sub, err := v.openServiceDir(service)
 	if err != nil {
 		return err
 	}
 	defer sub.Close()
-	if err := applyModeOwner(sub, ".", volDirMode, owner); err != nil {
+	if err := applyDirModeOwner(sub, volDirMode, owner); err != nil {
 		return err
 	}
 	gen, gr, _, err := resolveGeneration(sub)
@@ -117,18 +127,22 @@ func (v *Volume) fixPermissions(service string, owner Owner) error {
 		return err
 	}
 	defer gr.Close()
-	if err := applyModeOwner(gr, ".", volDirMode, owner); err != nil {
+	entries, err := openEntries(gr)
+	if err != nil {
 		return fmt.Errorf("generation %s: %w", gen, err)
 	}
-	for _, name := range bundleFileNames {
-		fi, err := gr.Lstat(name)
-		if errors.Is(err, fs.ErrNotExist) || (err == nil && !fi.Mode().IsRegular()) {
+	defer closeEntries(entries)
+	if unsafe := unsafeEntries(entries); len(unsafe) > 0 {
+		return fmt.Errorf("generation %s: %w", gen, unsafeError(unsafe))
+	}
+	if err := applyDirModeOwner(gr, volDirMode, owner); err != nil {
+		return fmt.Errorf("generation %s: %w", gen, err)
+	}
+	for _, e := range entries {
+		if e.f == nil {
 			continue
 		}
-		if err != nil {
-			return err
-		}
-		if err := applyModeOwner(gr, name, owner.fileMode(name), owner); err != nil {
+		if err := setModeOwner(e.f, e.fi, owner.fileMode(e.name), owner); err != nil {
 			return fmt.Errorf("generation %s: %w", gen, err)
 		}
 	}
@@ -204,27 +218,45 @@ func generationName(now time.Time) string {
 
 // writeGeneration creates the generation dir gen and writes every file into
 // it durably, with its final mode and owner, before anything points at it.
+// Files are written through a root of the new dir, so a service renaming or
+// replacing gen in its directory meanwhile cannot redirect a write, and the
+// dir itself goes to the owner last: until then only the controller can
+// add, swap or link entries in it.
 func writeGeneration(sub *os.Root, gen string, b *BundleFiles, owner Owner) error {
 	if err := sub.Mkdir(gen, volDirMode); err != nil {
 		return fmt.Errorf("creating generation %s: %w", gen, err)
 	}
-	if err := applyModeOwner(sub, gen, volDirMode, owner); err != nil {
-		return fmt.Errorf("generation %s: %w", gen, err)
+	gr, err := openNewDir(sub, gen)
+	if err != nil {
+		return fmt.Errorf("opening generation %s: %w", gen, err)
 	}
+	defer gr.Close()
 	for _, name := range bundleFileNames {
-		p := gen + "/" + name
-		if err := writeFileDurable(sub, p, *bundleFilePtr(b, name), owner.fileMode(name)); err != nil {
-			return err
-		}
-		// Ownership is applied after the file's fsync (writeFileDurable
-		// owns that step); the generation is unpublished until the swap,
-		// and the directory fsyncs that follow commit the change on
-		// journaling filesystems.
-		if err := applyModeOwner(sub, p, owner.fileMode(name), owner); err != nil {
+		if err := writeFileDurable(gr, name, *bundleFilePtr(b, name), owner.fileMode(name), owner); err != nil {
 			return fmt.Errorf("generation %s: %w", gen, err)
 		}
 	}
-	return nil
+	if err := applyDirModeOwner(gr, volDirMode, owner); err != nil {
+		return fmt.Errorf("generation %s: %w", gen, err)
+	}
+	return syncDir(gr, ".")
+}
+
+// openNewDir opens the directory name that the caller just created in sub,
+// and fails if what it opened is not that directory.
+func openNewDir(sub *os.Root, name string) (*os.Root, error) {
+	fi, err := sub.Lstat(name)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.IsDir() {
+		return nil, fmt.Errorf("%s was replaced by something that is not a directory (type %s)", name, fi.Mode().Type())
+	}
+	r, same, err := openDirRoot(sub, name, fi)
+	if err == nil && !same {
+		err = fmt.Errorf("%s was replaced while it was being opened", name)
+	}
+	return r, err
 }
 
 // ensureVisibleLinks makes each visible name a relative symlink
