@@ -66,7 +66,7 @@ var (
 	issueReasons = []certs.Reason{
 		certs.ReasonMissing, certs.ReasonCorrupt, certs.ReasonKeyMismatch, certs.ReasonWrongCA,
 		certs.ReasonSANMismatch, certs.ReasonExpired, certs.ReasonNotYetValid, certs.ReasonRenewDue,
-		certs.ReasonWrongIssuer, certs.ReasonWrongUsage,
+		certs.ReasonWrongIssuer, certs.ReasonWrongUsage, certs.ReasonUnsafeFile,
 	}
 )
 

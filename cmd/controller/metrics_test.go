@@ -50,7 +50,7 @@ func TestMetricsPrecreated(t *testing.T) {
 		"crank_security_reconcile_total":      4,
 		"crank_security_docker_events_total":  7,
 		"crank_security_remediations_total":   12,
-		"crank_security_bundles_issued_total": 10,
+		"crank_security_bundles_issued_total": 11,
 	} {
 		if got := testutil.CollectAndCount(reg, name); got != want {
 			t.Errorf("got %d series of %s, want %d pre-created", got, name, want)
