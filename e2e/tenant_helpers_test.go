@@ -136,6 +136,10 @@ type tnContainer struct {
 	Probe       struct {
 		LastAt time.Time `json:"last_at"`
 	} `json:"probe"`
+	Bundle struct {
+		Generation   string `json:"generation"`
+		IssuedReason string `json:"issued_reason"`
+	} `json:"bundle"`
 	UpdatedAt time.Time `json:"updated_at"`
 }
 
@@ -189,8 +193,8 @@ func (c tnContainer) String() string {
 	for _, f := range c.Findings {
 		fs = append(fs, fmt.Sprintf("%s/%s: %q", f.Source, f.Reason, f.Message))
 	}
-	return fmt.Sprintf("%s (service %s, observed %s, last probe %s) findings [%s]",
-		c.Container, c.Service, c.Observed, c.Probe.LastAt.Format("15:04:05.000"), strings.Join(fs, "; "))
+	return fmt.Sprintf("%s (service %s, observed %s, last probe %s, bundle issued for %q) findings [%s]",
+		c.Container, c.Service, c.Observed, c.Probe.LastAt.Format("15:04:05.000"), c.Bundle.IssuedReason, strings.Join(fs, "; "))
 }
 
 // tnProbes counts the distinct probes of one container that the status API
