@@ -2,7 +2,8 @@
 SHELL := /bin/bash
 GO ?= go
 BIN := bin
-VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# No version is passed in: `controller version` reads the module version and
+# the VCS revision that go build stamps into the binary's build info.
 LDFLAGS := -s -w
 GOFLAGS_BUILD := -trimpath -ldflags '$(LDFLAGS)'
 # Bounded fuzzing time per target for `make fuzz` (and `make test`).
