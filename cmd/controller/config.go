@@ -53,7 +53,7 @@ type Config struct {
 	Quarantine        map[string]string
 	TrustImageLabels  bool
 
-	// rotation (issue 6): CA rollover and expiry warnings.
+	// CA rollover and expiry warnings (package rotation).
 	CARotateFraction float64
 	CARotateTimeout  time.Duration
 	CARotateInterval time.Duration
@@ -95,7 +95,7 @@ var flagDefs = []flagDef{
 	{"production-min-level", "CRANK_PRODUCTION_MIN_LEVEL", "mtls", "lowest level a label may ask for in production: mtls, tls or plain"},
 	{"quarantine-labels", "CRANK_QUARANTINE_LABELS", "", "labels added when a container is relabelled, as k=v,k=v (e.g. traefik.enable=false)"},
 	{"trust-image-labels", "CRANK_TRUST_IMAGE_LABELS", "false", "accept crank.security.* and compose labels that a container's image supplies (off: ignored and reported as label-from-image)"},
-	// rotation (issue 6)
+	// CA rollover and expiry warnings (package rotation).
 	{"ca-rotate-fraction", "CRANK_CA_ROTATE_FRACTION", "0.8", "start a CA rollover by itself after this fraction of the CA's lifetime (0 < f < 1)"},
 	{"ca-rotate-timeout", "CRANK_CA_ROTATE_TIMEOUT", "24h", "longest the overlap waits for services before promoting anyway; the old CA is retired on evidence only"},
 	{"ca-rotate-interval", "CRANK_CA_ROTATE_INTERVAL", "5s", "how often the CA rollover looks at its progress (and for a `controller ca rotate` request)"},
@@ -116,7 +116,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 		vals[d.name] = fs.String(d.name, def, fmt.Sprintf("%s (env %s, default %q)", d.usage, d.env, d.def))
 	}
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: controller [run] [flags] | status | healthcheck | version")
+		writeUsage(stderr)
+		fmt.Fprintln(stderr, "\nflags of run:")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -162,7 +163,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	cfg.TrustImageLabels = p.oneOf("trust-image-labels", "false", "true") == "true"
 	cfg.LogLevel = p.level("log-level")
 	cfg.KeyAlgorithm = p.keyAlgorithm("key-algorithm")
-	// rotation (issue 6)
+	// CA rollover and expiry warnings (package rotation).
 	cfg.CARotateFraction = p.fraction("ca-rotate-fraction")
 	cfg.CARotateTimeout = p.duration("ca-rotate-timeout", time.Minute)
 	cfg.CARotateInterval = p.duration("ca-rotate-interval", 100*time.Millisecond)
@@ -322,7 +323,7 @@ func (p *parser) keyAlgorithm(name string) certs.KeyAlgorithm {
 	return a
 }
 
-// thresholds parses --expiry-warn. rotation (issue 6)
+// thresholds parses --expiry-warn.
 func (p *parser) thresholds(name string) []time.Duration {
 	ts, err := rotation.ParseThresholds(p.str(name))
 	if err != nil {

@@ -2,17 +2,42 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"runtime/debug"
 	"time"
 )
 
 func main() {
-	os.Exit(dispatch(os.Args[1:]))
+	os.Exit(dispatch(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// dispatch runs a subcommand and returns the process exit code.
-func dispatch(args []string) int {
+// commands lists the subcommands in the order usage prints them.
+var commands = []struct{ name, args, summary string }{
+	{"run", "[flags]", "run the controller (the default when no command is given)"},
+	{"healthcheck", "[listen-addr]", "exit 0 if the local controller is ready (/readyz), else 1"},
+	{"status", "[flags]", "show each managed container's security level"},
+	{"ca", "rotate|status", "start a CA rollover, or show its progress"},
+	{"identity", "list|release", "show who owns each identity, or release one"},
+	{"version", "", "print the version"},
+	{"help", "", "print this list"},
+}
+
+// writeUsage prints every subcommand with its arguments and summary.
+func writeUsage(w io.Writer) {
+	fmt.Fprintln(w, "usage: controller <command> [arguments]")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "commands:")
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-12s %-14s %s\n", c.name, c.args, c.summary)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "run 'controller <command> -h' for a command's flags")
+}
+
+// dispatch runs a subcommand and returns the process exit code. run and
+// healthcheck write to the process's own stdout and stderr.
+func dispatch(args []string, stdout, stderr io.Writer) int {
 	cmd := "run"
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
 		cmd, args = args[0], args[1:]
@@ -22,20 +47,21 @@ func dispatch(args []string) int {
 		return runController(args)
 	case "healthcheck":
 		return runHealthcheck(args)
-	case "status": // issue 5: operator CLI, statuscmd.go
-		return runStatus(args, os.Stdout, os.Stderr, lookupEnv)
-	case "ca": // rotation (issue 6): CA rollover CLI, cacmd.go
-		return runCA(args, os.Stdout, os.Stderr, lookupEnv, time.Now)
-	case "identity": // identity owners CLI, identitycmd.go
-		return runIdentity(args, os.Stdout, os.Stderr, lookupEnv)
+	case "status": // statuscmd.go
+		return runStatus(args, stdout, stderr, lookupEnv)
+	case "ca": // cacmd.go
+		return runCA(args, stdout, stderr, lookupEnv, time.Now)
+	case "identity": // identitycmd.go
+		return runIdentity(args, stdout, stderr, lookupEnv)
 	case "version":
-		fmt.Println(version())
+		fmt.Fprintln(stdout, version())
 		return 0
 	case "help":
-		fmt.Println("usage: controller [run] [flags] | healthcheck [listen-addr] | status [flags] | ca rotate|status | identity list|release | version\n\nrun 'controller run -h' or 'controller status -h' for flags") // rotation (issue 6): ca
+		writeUsage(stdout)
 		return 0
 	default:
-		fmt.Fprintf(os.Stderr, "controller: unknown command %q (want run, healthcheck, status, ca, identity or version)\n", cmd) // rotation (issue 6): ca
+		fmt.Fprintf(stderr, "controller: unknown command %q\n\n", cmd)
+		writeUsage(stderr)
 		return 2
 	}
 }
