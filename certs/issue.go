@@ -129,6 +129,34 @@ func (a *Authority) IssueBundle(id Identity, opts IssueOptions) (b *BundleFiles,
 	return b, info, nil
 }
 
+// IssueBundleFrom is IssueBundle signed by ca, which must be the Active CA
+// or the Successor, instead of always by the Active CA. The CA field is the
+// same trust bundle (TrustBundle) as IssueBundle's.
+//
+// The rotation package issues the prober's client bundle from the Successor
+// during a rollover's overlap: a server that has not yet reloaded the new
+// trust bundle refuses that certificate and one that has accepts it, so a
+// probe proves that a service trusts the new CA. Service bundles come from
+// IssueBundle only.
+//
+// A leaf from any other CA would not chain to the trust bundle handed out
+// with it, so any other ca is an error.
+func (a *Authority) IssueBundleFrom(ca *CA, id Identity, opts IssueOptions) (*BundleFiles, IssueInfo, error) {
+	a.mu.RLock()
+	known := ca != nil && (ca == a.active || ca == a.successor ||
+		(a.successor != nil && ca.Cert.Equal(a.successor.Cert)) || ca.Cert.Equal(a.active.Cert))
+	trust := a.trustCertsLocked()
+	a.mu.RUnlock()
+	if !known {
+		return nil, IssueInfo{}, fmt.Errorf("issuing bundle for %q: the signing CA is neither the active CA nor the successor", id.Service)
+	}
+	b, info, err := issueBundle(ca, trust, id, opts)
+	if err != nil {
+		return nil, IssueInfo{}, fmt.Errorf("issuing bundle for %q: %w", id.Service, err)
+	}
+	return b, info, nil
+}
+
 // issueBundle is IssueBundle on plain values.
 func issueBundle(ca *CA, trust []*x509.Certificate, id Identity, opts IssueOptions) (*BundleFiles, IssueInfo, error) {
 	if err := id.check(); err != nil {
