@@ -33,7 +33,7 @@ const (
 	ReasonSANMismatch Reason = "san-mismatch"
 	// ReasonWrongUsage: a leaf lacks its extended key usage (serverAuth for
 	// tls.crt, clientAuth for client.crt), e.g. the two were swapped. Peers
-	// would refuse it. Not in the original contract; it needs a reissue.
+	// would refuse it; only a reissue fixes it.
 	ReasonWrongUsage  Reason = "wrong-usage"
 	ReasonExpired     Reason = "expired"       // now is after NotAfter
 	ReasonNotYetValid Reason = "not-yet-valid" // now is before NotBefore

@@ -31,7 +31,7 @@ import (
 // checkMTLS, the engine's events) and add a state volume the test owns, so
 // a test can seed it and a killed controller comes back with the same one.
 
-// rtEnv: the short lifetimes (2m leaves, 10m CA) with the fast
+// rtEnv: short lifetimes (2m leaves, 10m CA) with the fast
 // ladder; later entries of a test's own env win. The rollover looks every
 // second, and its phase timeout is beyond any test's deadline, so a phase
 // that ends did so on evidence, never on the timeout.

@@ -25,7 +25,7 @@ import (
 	"github.com/crank-platform/crank-mtls-controller/rotation"
 )
 
-// The real-engine scenarios of issue 6: leaf renewals and CA rollovers on a
+// Real-engine scenarios of the CA lifecycle: leaf renewals and CA rollovers on a
 // running stack, with short lifetimes (2m leaves, 10m CA, see rtEnv), and
 // the recovery from an expired CA. Services are the testservice in adaptive
 // mode: it loads its certificates once at start, like uvicorn, so every

@@ -241,7 +241,7 @@ func TestProbeWithCanceledContextMeasuresNothing(t *testing.T) {
 	}
 }
 
-// The lead's rule, enforced: verification is never skipped outside tests.
+// Verification is never skipped outside tests; this test enforces it.
 func TestSourceNeverSkipsVerification(t *testing.T) {
 	t.Parallel()
 	files, err := filepath.Glob("*.go")

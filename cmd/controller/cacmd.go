@@ -1,6 +1,7 @@
 package main
 
-// rotation (issue 6): `controller ca rotate|status`.
+// `controller ca rotate|status`: the operator's side of a CA rollover
+// (package rotation).
 //
 // Both run inside the controller's container (docker exec <controller>
 // /controller ca ...), next to the daemon that holds the state store's

@@ -1,6 +1,6 @@
 package main
 
-// rotation (issue 6): tests of `controller ca` and of the rollover flags.
+// Tests of `controller ca` and of the rollover flags.
 
 import (
 	"bytes"
