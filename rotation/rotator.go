@@ -188,6 +188,9 @@ func (r *Rotator) Step(ctx context.Context) error {
 		meta, d.Progress = r.noteProgress(meta, d.Progress, now)
 		r.report(meta, d.Progress, now)
 	} else {
+		// A phase can end on its first look: what it did not wait for is
+		// still said, once, before the next phase starts.
+		r.report(meta, d.Progress, now)
 		if meta, err = r.act(meta, d, now); err != nil {
 			return err
 		}

@@ -160,3 +160,23 @@ func TestMarkStalls(t *testing.T) {
 		t.Errorf("got threshold %s, want 80s: one action interval per waited-for service on top", th)
 	}
 }
+
+// An overlap can end on its first look (every process the phase waits for
+// reloaded between two steps): the members it did not wait for are still
+// logged.
+func TestRotatorSaysWhatItDidNotWaitForWhenAPhaseEndsAtOnce(t *testing.T) {
+	t.Parallel()
+	s := mixedStack(t)
+	s.restart("web-1")
+	s.advance(time.Second)
+	s.probe("web-1", "mtls")
+	s.step()
+	if got := s.meta().Phase; got != PhaseReissue {
+		t.Fatalf("got phase %s, want reissue on the first look", got)
+	}
+	for _, svc := range []string{"classifier (classifier-1): serves-plain", "reporter (reporter-1): client-auth-not-enforced"} {
+		if n := s.logs.count(slog.LevelInfo, "overlap phase does not wait for "+svc); n != 1 {
+			t.Errorf("got %d lines saying the overlap does not wait for %s, want 1:\n%s", n, svc, s.logs.dump())
+		}
+	}
+}
