@@ -3,16 +3,16 @@ package certs
 import (
 	"crypto"
 	"crypto/ecdsa"
-	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
 	"math/big"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/crank-platform/crank-mtls-controller/internal/testpki"
 )
 
 // t0 is the fixed "now" of the crypto tests; nothing reads the real clock.
@@ -54,25 +54,13 @@ func fixtureCA(t testing.TB, opts ...caOption) *CA {
 	if err != nil {
 		t.Fatalf("generating %s CA key: %v", f.alg, err)
 	}
-	serial, _ := rand.Int(rand.Reader, serialLimit)
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial.Add(serial, big.NewInt(1)),
-		Subject:               pkix.Name{CommonName: f.cn},
-		NotBefore:             f.notBefore,
-		NotAfter:              f.notAfter,
-		KeyUsage:              f.keyUsage,
-		BasicConstraintsValid: true,
-		IsCA:                  f.isCA,
+	pki := []testpki.Option{testpki.WithCommonName(f.cn), testpki.WithKey(key),
+		testpki.WithValidity(f.notBefore, f.notAfter), testpki.WithKeyUsage(f.keyUsage)}
+	if !f.isCA {
+		pki = append(pki, testpki.NotCA())
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		t.Fatalf("creating fixture CA: %v", err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatalf("parsing fixture CA: %v", err)
-	}
-	return &CA{Cert: cert, Key: key}
+	ca := testpki.NewCA(t, pki...)
+	return &CA{Cert: ca.Cert, Key: ca.Key}
 }
 
 // keyPEMAs encodes key in one of the encodings operators bring.

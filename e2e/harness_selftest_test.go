@@ -4,16 +4,10 @@ package e2e
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,6 +18,8 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/volume"
+
+	"github.com/crank-platform/crank-mtls-controller/internal/testpki"
 )
 
 // These tests prove the harness itself against the real engine, so a
@@ -77,12 +73,12 @@ func TestHarnessPlainOnlyServiceAnswersOverItsIP(t *testing.T) {
 func TestHarnessAdaptiveServiceServesMTLSFromMountedBundle(t *testing.T) {
 	t.Parallel()
 	h := H(t)
-	ca := newSelftestCA(t)
+	ca := testpki.NewCA(t, testpki.WithCommonName("e2e selftest CA"))
 	dir := t.TempDir()
-	serverCert, serverKey := ca.issue(t, "mtls-svc", x509.ExtKeyUsageServerAuth)
-	clientCert, clientKey := ca.issue(t, "selftest-client", x509.ExtKeyUsageClientAuth)
+	server := selftestLeaf(t, ca, "mtls-svc", x509.ExtKeyUsageServerAuth)
+	client := selftestLeaf(t, ca, "selftest-client", x509.ExtKeyUsageClientAuth)
 	for name, data := range map[string][]byte{
-		"tls.crt": serverCert, "tls.key": serverKey, "client.crt": clientCert, "client.key": clientKey, "ca.crt": ca.pem,
+		"tls.crt": server.CertPEM, "tls.key": server.KeyPEM, "client.crt": client.CertPEM, "client.key": client.KeyPEM, "ca.crt": ca.CertPEM,
 	} {
 		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
 			t.Fatalf("writing %s: %v", name, err)
@@ -92,11 +88,11 @@ func TestHarnessAdaptiveServiceServesMTLSFromMountedBundle(t *testing.T) {
 	svc := h.RunService(t, WithService("mtls-svc"), WithNetwork(net),
 		WithCertsMount(dir, "/certs/mtls-svc"), WithHealthcheck(300*time.Millisecond))
 
-	pair, err := tls.X509KeyPair(clientCert, clientKey)
+	pair, err := tls.X509KeyPair(client.CertPEM, client.KeyPEM)
 	if err != nil {
 		t.Fatalf("loading client pair: %v", err)
 	}
-	withCert := &tls.Config{RootCAs: ca.pool(), ServerName: "mtls-svc", Certificates: []tls.Certificate{pair}}
+	withCert := &tls.Config{RootCAs: ca.Pool(), ServerName: "mtls-svc", Certificates: []tls.Certificate{pair}}
 	var got selftestHealth
 	var res *HTTPResult
 	WaitFor(t, 15*time.Second, func() (bool, string) {
@@ -110,7 +106,7 @@ func TestHarnessAdaptiveServiceServesMTLSFromMountedBundle(t *testing.T) {
 		t.Errorf("got %+v, want %+v", got, want)
 	}
 
-	noCert := &tls.Config{RootCAs: ca.pool(), ServerName: "mtls-svc"}
+	noCert := &tls.Config{RootCAs: ca.Pool(), ServerName: "mtls-svc"}
 	if _, _, err := selftestGetHealth(h, svc.HTTPSURL("/health"), noCert); err == nil {
 		t.Errorf("got a response without a client cert, want the handshake refused")
 	}
@@ -223,64 +219,11 @@ func TestHarnessCleanupRemovesEverythingOfATest(t *testing.T) {
 	}
 }
 
-// selftestCA is an in-memory CA; no PEM fixtures are committed.
-type selftestCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	pem  []byte
-}
-
-func newSelftestCA(t *testing.T) *selftestCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "e2e selftest CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &selftestCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
-}
-
-func (ca *selftestCA) pool() *x509.CertPool {
-	p := x509.NewCertPool()
-	p.AddCert(ca.cert)
-	return p
-}
-
-// issue returns PEM cert and key; SANs cover the service name and the
+// selftestLeaf issues a leaf of ca for cn; its SANs cover cn and the
 // "localhost" the in-container healthcheck dials.
-func (ca *selftestCA) issue(t *testing.T, cn string, usage x509.ExtKeyUsage) (certPEM, keyPEM []byte) {
+func selftestLeaf(t *testing.T, ca *testpki.CA, cn string, usage x509.ExtKeyUsage) *testpki.Pair {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: cn},
-		DNSNames: []string{cn, "localhost"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
+	return ca.Issue(t, testpki.WithCommonName(cn), testpki.WithDNSNames(cn, "localhost"), testpki.WithExtKeyUsage(usage))
 }
 
 // TestControllerImageSmoke proves StartController's wiring (socket, volumes,

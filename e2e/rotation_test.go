@@ -4,15 +4,9 @@ package e2e
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"math"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,11 +16,12 @@ import (
 	"github.com/docker/docker/api/types/container"
 
 	"github.com/crank-platform/crank-mtls-controller/certs"
+	"github.com/crank-platform/crank-mtls-controller/internal/testpki"
 	"github.com/crank-platform/crank-mtls-controller/rotation"
 )
 
-// Real-engine scenarios of the CA lifecycle: leaf renewals and CA rollovers on a
-// running stack, with short lifetimes (2m leaves, 10m CA, see rtEnv), and
+// Real-engine scenarios of the CA lifecycle: leaf renewals and CA rollovers
+// on a running stack, with short lifetimes (2m leaves, 10m CA, see rtEnv), and
 // the recovery from an expired CA. Services are the testservice in adaptive
 // mode: it loads its certificates once at start, like uvicorn, so every
 // renewal and every rollover phase costs it a restart. Restarts are counted
@@ -329,30 +324,10 @@ func TestRotationRecoversFromExpiredCA(t *testing.T) {
 // fingerprint.
 func rtSeedExpired(t *testing.T, f *rtFixture, past time.Time, services []string) string {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(time.Now().UnixNano()),
-		Subject:               pkix.Name{CommonName: "crank-mtls-controller CA (expired, e2e)"},
-		NotBefore:             past,
-		NotAfter:              past.Add(2 * time.Hour), // an hour ago
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		MaxPathLenZero:        true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})
+	ca := testpki.NewCA(t, testpki.WithCommonName("crank-mtls-controller CA (expired, e2e)"),
+		testpki.WithValidity(past, past.Add(2*time.Hour)), // NotAfter an hour ago
+		testpki.WithKeyUsage(x509.KeyUsageCertSign|x509.KeyUsageCRLSign|x509.KeyUsageDigitalSignature))
+	caPEM, keyPEM := ca.CertPEM, ca.KeyPEM
 	f.h.WriteVolumeFile(t, f.state, "ca.crt", caPEM, 0o644)
 	f.h.WriteVolumeFile(t, f.state, "ca.key", keyPEM, 0o600)
 
@@ -385,9 +360,5 @@ func rtSeedExpired(t *testing.T, f *rtFixture, past time.Time, services []string
 			t.Fatalf("writing the seeded bundle of %s: %v", svc, err)
 		}
 	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return rtFingerprint(cert)
+	return rtFingerprint(ca.Cert)
 }
