@@ -9,41 +9,46 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/crank-platform/crank-mtls-controller/dockerwatch"
 )
 
 // keyPanicStack carries a recovered panic's stack trace. The worker loop's
 // other log keys live in logkeys.go.
 const keyPanicStack = "stack"
 
-// Values of the result argument to ControllerMetrics.ReconcileDone. A
-// panic is reported as ResultLabelError (plus ControllerMetrics.Panic).
+// Outcome is how a reconcile ended, as the worker maps it onto the queue.
+// A panic is reported as OutcomeError (plus ControllerMetrics.Panic).
+type Outcome string
+
+// Outcomes.
 const (
-	ResultLabelSuccess      = "success"
-	ResultLabelRequeueAfter = "requeue_after"
-	ResultLabelError        = "error"
-	ResultLabelTerminal     = "terminal"
+	OutcomeSuccess      Outcome = "success"
+	OutcomeRequeueAfter Outcome = "requeue_after"
+	OutcomeError        Outcome = "error"
+	OutcomeTerminal     Outcome = "terminal"
 )
 
-// ResultLabels returns every value ReconcileDone may be called with, so a
+// Outcomes returns every Outcome ReconcileDone may be called with, so a
 // metrics implementation can pre-create its label series.
-func ResultLabels() []string {
-	return []string{ResultLabelSuccess, ResultLabelRequeueAfter, ResultLabelError, ResultLabelTerminal}
+func Outcomes() []Outcome {
+	return []Outcome{OutcomeSuccess, OutcomeRequeueAfter, OutcomeError, OutcomeTerminal}
 }
 
 // ControllerMetrics receives one call per finished reconcile. It is an
 // interface so this package does not depend on Prometheus.
 type ControllerMetrics interface {
-	// ReconcileDone is called after every Reconcile with one of
-	// ResultLabels and how long the call took.
-	ReconcileDone(result string, d time.Duration)
+	// ReconcileDone is called after every Reconcile with its outcome, how
+	// long the call took and its reconcile ID (the one in its log lines).
+	ReconcileDone(outcome Outcome, d time.Duration, reconcileID string)
 	// Panic is called for every panic recovered from Reconcile.
 	Panic()
 }
 
 type noopControllerMetrics struct{}
 
-func (noopControllerMetrics) ReconcileDone(string, time.Duration) {}
-func (noopControllerMetrics) Panic()                              {}
+func (noopControllerMetrics) ReconcileDone(Outcome, time.Duration, string) {}
+func (noopControllerMetrics) Panic()                                       {}
 
 // DefaultWorkers bounds concurrent reconciles. Reconciles are mostly Docker
 // API calls and small file writes; a few in parallel keep one slow
@@ -125,35 +130,39 @@ func (c *Controller) processNext(ctx context.Context) bool {
 }
 
 // handle is the worker switch: it maps a Reconcile outcome onto the queue.
+// It mints the reconcile's ID and logger, so its own line about the
+// outcome carries the same ID as the reconcile's lines.
 func (c *Controller) handle(ctx context.Context, key string) {
+	id := newReconcileID()
+	log := c.log.With(keyReconcileID, id, keyContainerID, dockerwatch.ShortID(key))
 	start := c.q.clock.Now()
-	res, err := c.reconcile(ctx, key)
+	res, err := c.reconcile(withReconcile(ctx, id, log), key)
 	elapsed := c.q.clock.Now().Sub(start)
-	log := c.log.With(keyKey, key)
+	done := func(o Outcome) { c.metrics.ReconcileDone(o, elapsed, id) }
 
 	switch {
 	case err != nil && IsTerminal(err):
 		c.q.forget(key)
-		c.metrics.ReconcileDone(ResultLabelTerminal, elapsed)
+		done(OutcomeTerminal)
 		log.Error("reconcile failed permanently; not retrying until the key is added again", keyError, err)
 	case err != nil && ctx.Err() != nil:
 		// Shutting down: the failure is most likely the cancellation itself,
 		// so keep the key queued without charging it a retry.
 		c.q.Add(key)
-		c.metrics.ReconcileDone(ResultLabelError, elapsed)
+		done(OutcomeError)
 		log.Debug("reconcile interrupted by shutdown", keyError, err)
 	case err != nil:
 		delay, retries := c.q.addRateLimited(key)
-		c.metrics.ReconcileDone(ResultLabelError, elapsed)
+		done(OutcomeError)
 		log.Warn("reconcile failed; retrying", keyError, err, keyRetries, retries, keyRequeue, delay)
 	case res.RequeueAfter > 0:
 		c.q.forget(key)
 		c.q.AddAfter(key, res.RequeueAfter)
-		c.metrics.ReconcileDone(ResultLabelRequeueAfter, elapsed)
+		done(OutcomeRequeueAfter)
 		log.Debug("reconciled; scheduled again", keyRequeue, res.RequeueAfter)
 	default:
 		c.q.forget(key)
-		c.metrics.ReconcileDone(ResultLabelSuccess, elapsed)
+		done(OutcomeSuccess)
 		log.Debug("reconciled")
 	}
 }
@@ -166,7 +175,11 @@ func (c *Controller) reconcile(ctx context.Context, key string) (res Result, err
 		if p := recover(); p != nil {
 			res, err = Result{}, fmt.Errorf("panic in reconcile of %s: %v", key, p)
 			c.metrics.Panic()
-			c.log.Error("reconcile panicked", keyKey, key, keyError, err, keyPanicStack, string(debug.Stack()))
+			log := LoggerFrom(ctx)
+			if log == nil {
+				log = c.log.With(keyKey, key)
+			}
+			log.Error("reconcile panicked", keyError, err, keyPanicStack, string(debug.Stack()))
 		}
 	}()
 	return c.r.Reconcile(ctx, key)

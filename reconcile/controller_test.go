@@ -84,14 +84,16 @@ func (r *scriptedReconciler) Running() (now, peak int) {
 type recordingMetrics struct {
 	ControllerMetrics
 	mu      sync.Mutex
-	results map[string]int
+	results map[Outcome]int
+	ids     []string
 	panics  int
 }
 
-func (m *recordingMetrics) ReconcileDone(result string, _ time.Duration) {
+func (m *recordingMetrics) ReconcileDone(o Outcome, _ time.Duration, id string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.results[result]++
+	m.results[o]++
+	m.ids = append(m.ids, id)
 }
 
 func (m *recordingMetrics) Panic() {
@@ -100,7 +102,7 @@ func (m *recordingMetrics) Panic() {
 	m.panics++
 }
 
-func (m *recordingMetrics) Results(label string) int {
+func (m *recordingMetrics) Results(label Outcome) int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.results[label]
@@ -152,7 +154,7 @@ func startController(t *testing.T, r Reconciler, opts ...runOption) *runningCont
 	rn := &runningController{
 		q:       newTestQueue(clock),
 		clock:   clock,
-		metrics: &recordingMetrics{results: map[string]int{}},
+		metrics: &recordingMetrics{results: map[Outcome]int{}},
 		logs:    &syncBuffer{},
 		stopped: make(chan error, 1),
 	}
@@ -277,13 +279,48 @@ func TestControllerBacksOffFailingKeys(t *testing.T) {
 		}
 		rn.clock.Advance(want)
 	}
-	if got := rn.metrics.Results(ResultLabelError); got < 5 {
+	if got := rn.metrics.Results(OutcomeError); got < 5 {
 		t.Errorf("got %d error results, want at least 5", got)
 	}
 	logs := rn.logs.String()
-	for _, want := range []string{`"key":"a"`, `"error":"docker is down"`, `"retries":3`, `"requeue_after":2000000000`} {
+	for _, want := range []string{`"container_id":"a"`, `"reconcile_id":"`, `"error":"docker is down"`, `"retries":3`, `"requeue_after":2000000000`} {
 		if !strings.Contains(logs, want) {
 			t.Errorf("got logs without %s, want it:\n%s", want, logs)
+		}
+	}
+}
+
+func TestControllerGivesOneReconcileOneID(t *testing.T) {
+	t.Parallel()
+	seen := make(chan string, 1)
+	r := newScriptedReconciler(func(ctx context.Context, key string, _ int) (Result, error) {
+		LoggerFrom(ctx).Info("inside the reconcile")
+		seen <- ReconcileIDFrom(ctx)
+		return Result{}, errors.New("docker is down")
+	})
+	rn := startController(t, r)
+	rn.q.Add("a")
+	id := <-seen
+	waitForCondition(t, "the outcome to be logged", func() bool { return strings.Contains(rn.logs.String(), "reconcile failed; retrying") })
+	if len(id) != 8 {
+		t.Fatalf("reconcile ID in the context: got %q, want 8 hex digits", id)
+	}
+	rn.metrics.mu.Lock()
+	ids := slices.Clone(rn.metrics.ids)
+	rn.metrics.mu.Unlock()
+	if len(ids) != 1 || ids[0] != id {
+		t.Errorf("reconcile IDs given to the metrics: got %v, want [%s]", ids, id)
+	}
+	logs := rn.logs.String()
+	for _, msg := range []string{"inside the reconcile", "reconcile failed; retrying"} {
+		line := ""
+		for _, l := range strings.Split(logs, "\n") {
+			if strings.Contains(l, msg) {
+				line = l
+			}
+		}
+		if !strings.Contains(line, `"reconcile_id":"`+id+`"`) {
+			t.Errorf("log line %q: got %q, want reconcile_id %s", msg, line, id)
 		}
 	}
 }
@@ -349,7 +386,7 @@ func TestControllerRequeueAfter(t *testing.T) {
 			waitForCondition(t, "the requeue to be scheduled", func() bool {
 				return slices.Equal(rn.clock.Pending(), []time.Duration{30 * time.Second})
 			})
-			if got := rn.metrics.Results(ResultLabelRequeueAfter); got != 1 {
+			if got := rn.metrics.Results(OutcomeRequeueAfter); got != 1 {
 				t.Errorf("got %d requeue_after results, want 1", got)
 			}
 			tc.between(rn)
@@ -418,7 +455,7 @@ func TestControllerDoesNotRetryTerminalErrors(t *testing.T) {
 			})
 			rn := startController(t, r)
 			rn.q.Add("a")
-			waitForCondition(t, "the terminal result", func() bool { return rn.metrics.Results(ResultLabelTerminal) == 1 })
+			waitForCondition(t, "the terminal result", func() bool { return rn.metrics.Results(OutcomeTerminal) == 1 })
 			waitForCondition(t, "the queue to settle", func() bool { return queueIdle(rn.q) })
 			if got := rn.clock.Pending(); len(got) != 0 {
 				t.Errorf("got pending timers %v, want none", got)

@@ -165,128 +165,6 @@ type Observation struct {
 	Now             time.Time
 }
 
-// Plan is the decision for one container.
-type Plan struct {
-	Action Action
-	// Reason explains the action, or why nothing is done.
-	Reason string
-	// Drift is observed < desired; BelowFloor is observed < floor.
-	Drift, BelowFloor bool
-	// Reload is a restart or signal needed to pick up new certificates,
-	// whatever the level.
-	Reload bool
-	// Degraded is set when the ladder is exhausted (or reporting only) and
-	// the drift stays: the reason shown in status.
-	Degraded string
-	// RetryAt is when to look again for an action that must wait (backoff,
-	// start grace); zero when nothing waits.
-	RetryAt time.Time
-	// ResetBudget is set when the container is healthy again, which ends
-	// the drift episode.
-	ResetBudget bool
-	// DryRun is set in observe mode: the action is logged, not taken.
-	DryRun bool
-	// PhaseReload says what the ladder made of a reload a CA rollover
-	// phase asks for; PhaseReloadNow spends the phase reload of Phase.
-	PhaseReload PhaseReload
-	Phase       string
-}
-
-// Decide walks the remediation ladder. It never chooses an action for a
-// container that is not running, is restarting, is inside its start grace,
-// is waiting out its backoff, or has spent its budget: the guards against
-// restart loops (autoheal#53, #22) are here, in one testable place. The
-// one exception is a reload that a CA rollover phase waits for, which has
-// a budget of its own (phaseReload).
-func (p Policy) Decide(d Desired, o Observation) Plan {
-	observed := o.Probe.Level
-	plan := Plan{
-		Drift:      observed.Rank() < d.Level.Rank(),
-		BelowFloor: observed.Rank() < d.Floor.Rank(),
-		Reload:     o.StaleProcess || hasReason(o.Probe, probe.ServedCertNotCurrent),
-	}
-	c := o.Container
-	switch {
-	case c.State == dockerwatch.StateRestarting:
-		plan.Reason = "container is restarting"
-		return plan
-	case c.State != dockerwatch.StateRunning:
-		// Stopped by the user, or crashed and left to Docker's restart
-		// policy: a stopped container stays stopped.
-		plan.Reason = fmt.Sprintf("container is %s; never started by the controller", c.State)
-		return plan
-	}
-	if !plan.Drift && !plan.Reload {
-		plan.ResetBudget = o.Attempts > 0 || o.Relabels > 0 || !o.NextActionAt.IsZero()
-		plan.Reason = "at desired level"
-		return plan
-	}
-	if d.OnDrift == OnDriftReport {
-		plan.Reason = "on-drift=report: reporting only"
-		if plan.Reload && o.Rollover.Waits {
-			plan.PhaseReload = PhaseReloadReportOnly
-			plan.Reason += "; the CA rollover waits for this process to reload its new bundle: restart it by hand"
-		}
-		plan.Degraded = p.degradedReason(d, o, plan, "on-drift=report")
-		return plan
-	}
-	if grace := p.graceEnd(c); o.Now.Before(grace) {
-		plan.Reason = "inside the start grace period"
-		plan.RetryAt = grace
-		return plan
-	}
-	if relabelled(c) && c.Labels[LabelObserved] == string(observed) && !plan.Reload {
-		plan.Reason = "already relabelled for this drift"
-		plan.Degraded = p.degradedReason(d, o, plan, "relabelled")
-		return plan
-	}
-	if p.phaseReload(d, o, &plan) {
-		return plan
-	}
-	if o.Attempts >= d.Budget {
-		return p.budgetSpent(d, o, plan)
-	}
-	if o.Now.Before(o.NextActionAt) {
-		plan.Reason = "waiting out the restart backoff"
-		plan.RetryAt = o.NextActionAt
-		return plan
-	}
-	plan.Action = reloadAction(d)
-	plan.Reason = p.actionCause(d, o, plan)
-	plan.DryRun = p.Mode == Observe
-	return plan
-}
-
-// budgetSpent is the ladder once the restart budget is spent: one relabel
-// when asked for, else degraded.
-func (p Policy) budgetSpent(d Desired, o Observation, plan Plan) Plan {
-	// A container that already carries the relabel labels is never
-	// relabelled again, whatever the reason: its replacement starts with
-	// a fresh record and budget, so without this a drift that a recreate
-	// cannot fix (a service serving its own cert) recreates it forever.
-	// One relabel per episode: a failed one (rolled back) is not
-	// retried, and it waits out the backoff like any action.
-	c := o.Container
-	switch {
-	case d.OnDrift == OnDriftRelabel && !relabelled(c) && o.Relabels == 0 && o.Now.Before(o.NextActionAt):
-		plan.Reason = "waiting out the backoff before relabelling"
-		plan.RetryAt = o.NextActionAt
-		return plan
-	case d.OnDrift == OnDriftRelabel && !relabelled(c) && o.Relabels == 0:
-		plan.Action = ActionRelabel
-		plan.Reason = fmt.Sprintf("restart budget (%d) spent and drift persists", d.Budget)
-		plan.DryRun = p.Mode == Observe
-		return plan
-	case d.OnDrift == OnDriftRelabel && o.Relabels > 0 && !relabelled(c):
-		plan.Reason = "relabel already tried and rolled back"
-	default:
-		plan.Reason = fmt.Sprintf("restart budget (%d) spent", d.Budget)
-	}
-	plan.Degraded = p.degradedReason(d, o, plan, plan.Reason)
-	plan.Reason += phaseReloadNote(o, plan)
-	return plan
-}
-
 // Backoff returns the wait after the n-th action (n >= 1) of an episode.
 func (p Policy) Backoff(n int) time.Duration {
 	d := p.BackoffBase
@@ -300,9 +178,9 @@ func (p Policy) graceEnd(c dockerwatch.Container) time.Time {
 	return c.StartedAt.Add(max(p.StartGrace, c.HealthStartPeriod))
 }
 
-func (p Policy) actionCause(d Desired, o Observation, plan Plan) string {
+func (p Policy) actionCause(d Desired, o Observation, drift bool) string {
 	var parts []string
-	if plan.Drift {
+	if drift {
 		parts = append(parts, fmt.Sprintf("observed %s < desired %s", o.Probe.Level, d.Level))
 	}
 	if o.StaleProcess {
@@ -317,7 +195,7 @@ func (p Policy) actionCause(d Desired, o Observation, plan Plan) string {
 	return strings.Join(parts, "; ")
 }
 
-func (p Policy) degradedReason(d Desired, o Observation, plan Plan, why string) string {
+func (p Policy) degradedReason(d Desired, o Observation, why string) string {
 	s := fmt.Sprintf("observed %s, desired %s (%s)", o.Probe.Level, d.Level, why)
 	if rs := o.Probe.Reasons(); len(rs) > 0 {
 		s += ": " + joinReasons(rs)

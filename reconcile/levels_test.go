@@ -92,75 +92,92 @@ func TestDecide(t *testing.T) {
 		wantDegraded bool
 		wantRetry    bool
 		wantReason   string
+		// wantCode is the plan's code, exactly.
+		wantCode PlanCode
 		// wantDrift, wantBelowFloor, wantDryRun, wantReset are the flags.
 		wantDrift, wantBelowFloor, wantDryRun, wantReset bool
 	}{
 		"should do nothing at the desired level": {
-			desired: mtlsWant, obs: Observation{Container: running, Probe: mtls}, wantReason: "at desired level",
+			wantCode: PlanAtDesired,
+			desired:  mtlsWant, obs: Observation{Container: running, Probe: mtls}, wantReason: "at desired level",
 		},
 		"should end the episode after a relabel too, so a later drift may relabel again": {
-			desired: mtlsWant, obs: Observation{Container: running, Probe: mtls, Relabels: 1, NextActionAt: now.Add(-time.Minute)}, wantReset: true,
+			wantCode: PlanAtDesired,
+			desired:  mtlsWant, obs: Observation{Container: running, Probe: mtls, Relabels: 1, NextActionAt: now.Add(-time.Minute)}, wantReset: true,
 		},
 		"should end the episode when a drifted container is back at its level": {
-			desired: mtlsWant, obs: Observation{Container: running, Probe: mtls, Attempts: 2}, wantReset: true,
+			wantCode: PlanAtDesired,
+			desired:  mtlsWant, obs: Observation{Container: running, Probe: mtls, Attempts: 2}, wantReset: true,
 		},
 		"should restart theater in production": {
-			desired: mtlsWant, obs: Observation{Container: running, Probe: theater},
+			wantCode: PlanRemediate,
+			desired:  mtlsWant, obs: Observation{Container: running, Probe: theater},
 			wantAction: ActionRestart, wantDrift: true, wantBelowFloor: true, wantReason: "client-auth-not-enforced",
 		},
 		"should send the declared signal instead of restarting": {
+			wantCode:   PlanRemediate,
 			desired:    with(mtlsWant, func(d *Desired) { d.ReloadSignal = "SIGHUP" }),
 			obs:        Observation{Container: running, Probe: mtls, StaleProcess: true},
 			wantAction: ActionSignal, wantReason: "bundle newer than the process",
 		},
 		"should restart a process serving a certificate that is not current": {
-			desired: mtlsWant, obs: Observation{Container: running, Probe: notCurrent},
+			wantCode: PlanRemediate,
+			desired:  mtlsWant, obs: Observation{Container: running, Probe: notCurrent},
 			wantAction: ActionRestart, wantReason: "served-cert-not-current",
 		},
 		"should wait out the backoff": {
+			wantCode:  PlanBackoff,
 			desired:   mtlsWant,
 			obs:       Observation{Container: running, Probe: theater, Attempts: 1, NextActionAt: now.Add(time.Second)},
 			wantRetry: true, wantDrift: true, wantBelowFloor: true, wantReason: "backoff",
 		},
 		"should report degraded when the budget is spent": {
-			desired: mtlsWant, obs: Observation{Container: running, Probe: theater, Attempts: 3},
+			wantCode: PlanBudgetSpent,
+			desired:  mtlsWant, obs: Observation{Container: running, Probe: theater, Attempts: 3},
 			wantDegraded: true, wantDrift: true, wantBelowFloor: true, wantReason: "budget (3) spent",
 		},
 		"should relabel when the budget is spent and on-drift is relabel": {
+			wantCode:   PlanRelabel,
 			desired:    with(mtlsWant, func(d *Desired) { d.OnDrift = OnDriftRelabel }),
 			obs:        Observation{Container: running, Probe: theater, Attempts: 3},
 			wantAction: ActionRelabel, wantDrift: true, wantBelowFloor: true,
 		},
 		"should not relabel twice for the same drift": {
-			desired: with(mtlsWant, func(d *Desired) { d.OnDrift = OnDriftRelabel; d.Budget = 0 }),
+			wantCode: PlanAlreadyRelabelled,
+			desired:  with(mtlsWant, func(d *Desired) { d.OnDrift = OnDriftRelabel; d.Budget = 0 }),
 			obs: Observation{Container: newContainer(withRunningSince(now.Add(-time.Hour)),
 				withLabel(LabelObserved, "tls"), withLabel(LabelDrift, "client-auth-not-enforced")), Probe: theater},
 			wantDegraded: true, wantDrift: true, wantBelowFloor: true, wantReason: "already relabelled",
 		},
 		"should never relabel a replacement again, even when it needs a reload": {
-			desired: with(mtlsWant, func(d *Desired) { d.OnDrift = OnDriftRelabel; d.Budget = 0 }),
+			wantCode: PlanBudgetSpent,
+			desired:  with(mtlsWant, func(d *Desired) { d.OnDrift = OnDriftRelabel; d.Budget = 0 }),
 			obs: Observation{Container: newContainer(withRunningSince(now.Add(-time.Hour)),
 				withLabel(LabelObserved, "plain"), withLabel(LabelDrift, "untrusted-server-cert")),
 				Probe: probe.Result{Level: probe.Plain, Findings: []probe.Finding{{Reason: probe.UntrustedServerCert}, {Reason: probe.ServedCertNotCurrent}}}},
 			wantDegraded: true, wantDrift: true, wantBelowFloor: true, wantReason: "budget (0) spent",
 		},
 		"should not retry a relabel that failed and rolled back": {
+			wantCode:     PlanRelabelRolledBack,
 			desired:      with(mtlsWant, func(d *Desired) { d.OnDrift = OnDriftRelabel }),
 			obs:          Observation{Container: running, Probe: theater, Attempts: 3, Relabels: 1},
 			wantDegraded: true, wantDrift: true, wantBelowFloor: true, wantReason: "relabel already tried",
 		},
 		"should wait out the backoff before relabelling": {
+			wantCode:  PlanRelabelBackoff,
 			desired:   with(mtlsWant, func(d *Desired) { d.OnDrift = OnDriftRelabel }),
 			obs:       Observation{Container: running, Probe: theater, Attempts: 3, NextActionAt: now.Add(time.Minute)},
 			wantRetry: true, wantDrift: true, wantBelowFloor: true, wantReason: "before relabelling",
 		},
 		"should only report with on-drift report": {
+			wantCode:     PlanReportOnly,
 			desired:      with(mtlsWant, func(d *Desired) { d.OnDrift = OnDriftReport }),
 			obs:          Observation{Container: running, Probe: theater},
 			wantDegraded: true, wantDrift: true, wantBelowFloor: true, wantReason: "report",
 		},
 		"should never touch a container the user stopped": {
-			desired: mtlsWant,
+			wantCode: PlanNotRunning,
+			desired:  mtlsWant,
 			obs: Observation{Container: func() dockerwatch.Container {
 				c := newContainer()
 				c.State = dockerwatch.StateExited
@@ -169,7 +186,8 @@ func TestDecide(t *testing.T) {
 			wantDrift: true, wantBelowFloor: true, wantReason: "never started by the controller",
 		},
 		"should not act on a restarting container": {
-			desired: mtlsWant,
+			wantCode: PlanRestarting,
+			desired:  mtlsWant,
 			obs: Observation{Container: func() dockerwatch.Container {
 				c := newContainer()
 				c.State = dockerwatch.StateRestarting
@@ -178,16 +196,19 @@ func TestDecide(t *testing.T) {
 			wantDrift: true, wantBelowFloor: true, wantReason: "restarting",
 		},
 		"should wait for the start grace before acting": {
-			desired: mtlsWant, obs: Observation{Container: newContainer(withRunningSince(now.Add(-time.Second))), Probe: probe.Result{Level: probe.Down}},
+			wantCode: PlanStartGrace,
+			desired:  mtlsWant, obs: Observation{Container: newContainer(withRunningSince(now.Add(-time.Second))), Probe: probe.Result{Level: probe.Down}},
 			wantRetry: true, wantDrift: true, wantBelowFloor: true, wantReason: "start grace",
 		},
 		"should accept plain in development as drift above the floor": {
+			wantCode:   PlanRemediate,
 			desired:    Desired{Level: probe.MTLS, Floor: probe.Plain, OnDrift: OnDriftRestart, Budget: 3},
 			obs:        Observation{Container: running, Probe: probe.Result{Level: probe.Plain}},
 			wantAction: ActionRestart, wantDrift: true,
 		},
 		"should plan but not act in observe mode": {
-			policy: observe, desired: mtlsWant, obs: Observation{Container: running, Probe: theater},
+			wantCode: PlanRemediate,
+			policy:   observe, desired: mtlsWant, obs: Observation{Container: running, Probe: theater},
 			wantAction: ActionRestart, wantDryRun: true, wantDrift: true, wantBelowFloor: true,
 		},
 	}
@@ -206,8 +227,11 @@ func TestDecide(t *testing.T) {
 				t.Errorf("got %+v, want action %q degraded %v retry %v drift %v belowFloor %v dryRun %v reset %v",
 					got, tc.wantAction, tc.wantDegraded, tc.wantRetry, tc.wantDrift, tc.wantBelowFloor, tc.wantDryRun, tc.wantReset)
 			}
-			if !strings.Contains(got.Reason, tc.wantReason) {
-				t.Errorf("got reason %q, want it to contain %q", got.Reason, tc.wantReason)
+			if got.Code != tc.wantCode {
+				t.Errorf("got code %q, want %q", got.Code, tc.wantCode)
+			}
+			if !strings.Contains(got.Message, tc.wantReason) {
+				t.Errorf("got message %q, want it to contain %q", got.Message, tc.wantReason)
 			}
 		})
 	}
@@ -323,7 +347,7 @@ func TestDecidePhaseReload(t *testing.T) {
 			if got.Action != tc.wantAction || got.PhaseReload != tc.wantPhaseReload || got.Phase != tc.wantPhase ||
 				(got.Degraded != "") != tc.wantDegraded || got.DryRun != tc.wantDryRun {
 				t.Errorf("got action %q phase reload %q phase %q degraded %q dry run %v (reason %q), want %q %q %q degraded %v dry run %v",
-					got.Action, got.PhaseReload, got.Phase, got.Degraded, got.DryRun, got.Reason,
+					got.Action, got.PhaseReload, got.Phase, got.Degraded, got.DryRun, got.Message,
 					tc.wantAction, tc.wantPhaseReload, tc.wantPhase, tc.wantDegraded, tc.wantDryRun)
 			}
 		})

@@ -2,7 +2,6 @@ package reconcile
 
 import (
 	"fmt"
-	"log/slog"
 	"time"
 
 	"github.com/crank-platform/crank-mtls-controller/dockerwatch"
@@ -29,20 +28,6 @@ type Interventions interface {
 	LastEventAt(id string) time.Time
 }
 
-// GuardReason is the code of an operator guard's decision.
-type GuardReason string
-
-// Operator guards, checked after the ladder has chosen an action.
-const (
-	GuardNone GuardReason = ""
-	// GuardStoodAside: someone else is stopping the container; the
-	// action is dropped.
-	GuardStoodAside GuardReason = "stood-aside"
-	// GuardConfirmingDown: "down" is not acted on until a second probe,
-	// made after the container's events have gone quiet, confirms it.
-	GuardConfirmingDown GuardReason = "confirming-down"
-)
-
 // downConfirmAfter is how long after a first "down" the second probe that
 // confirms it is made; eventsQuiet is how long the container must have had
 // no events before it. Both are short next to a stop's duration, which the
@@ -67,20 +52,20 @@ type OperatorFacts struct {
 
 // GuardOperator checks a plan that acts against what others are doing.
 // It drops the action of a plan for a container someone else is stopping
-// (GuardStoodAside), and delays one on "down" until a second probe,
+// (PlanStoodAside), and delays one on "down" until a second probe,
 // downConfirmAfter later and after the events have been quiet for
-// eventsQuiet, confirms it (GuardConfirmingDown, with RetryAt set).
-func GuardOperator(plan Plan, observed probe.Level, f OperatorFacts, now time.Time) (Plan, GuardReason) {
+// eventsQuiet, confirms it (PlanConfirmingDown, with RetryAt set).
+func GuardOperator(plan Plan, observed probe.Level, f OperatorFacts, now time.Time) Plan {
 	if plan.Action == ActionNone {
-		return plan, GuardNone
+		return plan
 	}
 	if f.Stopping {
 		plan.Action, plan.DryRun = ActionNone, false
-		plan.Reason = fmt.Sprintf("stood aside: the container is being stopped by someone else (%s)", describeStop(f.Stop))
-		return plan, GuardStoodAside
+		plan.set(PlanStoodAside, "stood aside: the container is being stopped by someone else (%s)", describeStop(f.Stop))
+		return plan
 	}
 	if observed != probe.Down {
-		return plan, GuardNone
+		return plan
 	}
 	confirmAt := now.Add(downConfirmAfter)
 	if !f.DownSeenAt.IsZero() {
@@ -91,11 +76,10 @@ func GuardOperator(plan Plan, observed probe.Level, f OperatorFacts, now time.Ti
 	}
 	if f.DownSeenAt.IsZero() || now.Before(confirmAt) {
 		plan.Action, plan.DryRun = ActionNone, false
-		plan.Reason = "down: confirming with a second probe once the container's events are quiet"
+		plan.set(PlanConfirmingDown, "down: confirming with a second probe once the container's events are quiet")
 		plan.RetryAt = confirmAt
-		return plan, GuardConfirmingDown
 	}
-	return plan, GuardNone
+	return plan
 }
 
 func describeStop(s dockerwatch.Intervention) string {
@@ -116,24 +100,23 @@ func (r *ContainerReconciler) operatorFacts(c dockerwatch.Container, rec *state.
 	return f
 }
 
-// noteGuard records what the guards saw in rec: the start of a run of
+// noteGuard records what the guards saw in p.rec: the start of a run of
 // "down" probes, and a stop stood aside for, logged once per stop.
-func (r *ContainerReconciler) noteGuard(c dockerwatch.Container, service string, observed probe.Level, guard GuardReason, plan Plan,
-	rec *state.Record, now time.Time, log *slog.Logger) {
-	rm := &rec.Remediation
+func (r *ContainerReconciler) noteGuard(p *pass, s step) {
+	rm := &p.rec.Remediation
 	switch {
-	case observed != probe.Down:
+	case s.res.Level != probe.Down:
 		rm.DownSeenAt = time.Time{}
 	case rm.DownSeenAt.IsZero():
-		rm.DownSeenAt = now
+		rm.DownSeenAt = p.now
 	}
-	if guard != GuardStoodAside {
+	if s.plan.Code != PlanStoodAside {
 		return
 	}
-	f := r.operatorFacts(c, rec)
+	f := r.operatorFacts(p.c, &p.rec)
 	if rm.StoodAsideFor.Equal(f.Stop.At) {
 		return
 	}
 	rm.StoodAsideFor = f.Stop.At
-	log.Info(fmt.Sprintf("%s: %s", service, plan.Reason), keyReason, string(guard))
+	p.log.Info(fmt.Sprintf("%s: %s", p.service, s.plan.Message), keyReason, string(s.plan.Code))
 }

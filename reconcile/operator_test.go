@@ -14,57 +14,58 @@ import (
 func TestGuardOperator(t *testing.T) {
 	t.Parallel()
 	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
-	restart := Plan{Action: ActionRestart, Reason: "observed down < desired mtls"}
+	restart := Plan{Action: ActionRestart, Code: PlanRemediate, Message: "observed down < desired mtls"}
 	stop := dockerwatch.Intervention{At: now.Add(-time.Second), Action: "kill", Signal: "15"}
 	tests := map[string]struct {
 		plan     Plan
 		observed probe.Level
 		facts    OperatorFacts
-		// wantGuard is the guard's code; wantAction the action left; wantRetry
-		// when the plan must be looked at again (zero: not set by the guard).
-		wantGuard  GuardReason
+		// wantCode is the plan's code after the guard; wantAction the action
+		// left; wantRetry when the plan must be looked at again (zero: not
+		// set by the guard).
+		wantCode   PlanCode
 		wantAction Action
 		wantRetry  time.Time
 	}{
 		"should pass a plan with no action": {
 			plan: Plan{}, observed: probe.Down, facts: OperatorFacts{Stopping: true, Stop: stop},
-			wantGuard: GuardNone, wantAction: ActionNone,
+			wantCode: "", wantAction: ActionNone,
 		},
 		"should stand aside when someone else is stopping the container": {
 			plan: restart, observed: probe.Down, facts: OperatorFacts{Stopping: true, Stop: stop, DownSeenAt: now.Add(-time.Minute)},
-			wantGuard: GuardStoodAside, wantAction: ActionNone,
+			wantCode: PlanStoodAside, wantAction: ActionNone,
 		},
 		"should stand aside from a reload restart too, whatever the level": {
-			plan: Plan{Action: ActionRestart, Reload: true}, observed: probe.MTLS, facts: OperatorFacts{Stopping: true, Stop: stop},
-			wantGuard: GuardStoodAside, wantAction: ActionNone,
+			plan: Plan{Action: ActionRestart, Code: PlanRemediate, Reload: true}, observed: probe.MTLS, facts: OperatorFacts{Stopping: true, Stop: stop},
+			wantCode: PlanStoodAside, wantAction: ActionNone,
 		},
 		"should wait for a second probe on a first down": {
 			plan: restart, observed: probe.Down,
-			wantGuard: GuardConfirmingDown, wantAction: ActionNone, wantRetry: now.Add(downConfirmAfter),
+			wantCode: PlanConfirmingDown, wantAction: ActionNone, wantRetry: now.Add(downConfirmAfter),
 		},
 		"should wait until the confirmation delay has passed since the first down": {
 			plan: restart, observed: probe.Down, facts: OperatorFacts{DownSeenAt: now.Add(-time.Second)},
-			wantGuard: GuardConfirmingDown, wantAction: ActionNone, wantRetry: now.Add(time.Second),
+			wantCode: PlanConfirmingDown, wantAction: ActionNone, wantRetry: now.Add(time.Second),
 		},
 		"should wait until the container's events have been quiet": {
 			plan: restart, observed: probe.Down, facts: OperatorFacts{DownSeenAt: now.Add(-time.Minute), LastEventAt: now.Add(-200 * time.Millisecond)},
-			wantGuard: GuardConfirmingDown, wantAction: ActionNone, wantRetry: now.Add(800 * time.Millisecond),
+			wantCode: PlanConfirmingDown, wantAction: ActionNone, wantRetry: now.Add(800 * time.Millisecond),
 		},
 		"should act on a confirmed down": {
 			plan: restart, observed: probe.Down, facts: OperatorFacts{DownSeenAt: now.Add(-downConfirmAfter), LastEventAt: now.Add(-time.Minute)},
-			wantGuard: GuardNone, wantAction: ActionRestart,
+			wantCode: PlanRemediate, wantAction: ActionRestart,
 		},
 		"should not delay an action on a level other than down": {
 			plan: restart, observed: probe.Plain,
-			wantGuard: GuardNone, wantAction: ActionRestart,
+			wantCode: PlanRemediate, wantAction: ActionRestart,
 		},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			got, guard := GuardOperator(tc.plan, tc.observed, tc.facts, now)
-			if guard != tc.wantGuard || got.Action != tc.wantAction {
-				t.Fatalf("got guard %q action %q, want %q %q", guard, got.Action, tc.wantGuard, tc.wantAction)
+			got := GuardOperator(tc.plan, tc.observed, tc.facts, now)
+			if got.Code != tc.wantCode || got.Action != tc.wantAction {
+				t.Fatalf("got code %q action %q, want %q %q", got.Code, got.Action, tc.wantCode, tc.wantAction)
 			}
 			if !got.RetryAt.Equal(tc.wantRetry) {
 				t.Errorf("RetryAt: got %v, want %v", got.RetryAt, tc.wantRetry)

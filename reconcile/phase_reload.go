@@ -48,12 +48,12 @@ const (
 	PhaseReloadReportOnly PhaseReload = "phase-reload-report-only"
 )
 
-// phaseReload takes the rollover reload when the phase waits for this
+// stepPhaseReload takes the rollover reload when the phase waits for this
 // stale process and its reload of this phase is unspent. It ignores the
 // drift budget and backoff, not the start grace (checked before) nor the
 // global action limit (applied when acting). It reports whether plan is
 // final; otherwise it may leave a code saying why no phase reload is made.
-func (p Policy) phaseReload(d Desired, o Observation, plan *Plan) bool {
+func stepPhaseReload(p Policy, d Desired, o Observation, plan *Plan) bool {
 	n := o.Rollover
 	switch {
 	case n.Phase == "" || !plan.Reload:
@@ -67,7 +67,7 @@ func (p Policy) phaseReload(d Desired, o Observation, plan *Plan) bool {
 	}
 	plan.PhaseReload, plan.Phase = PhaseReloadNow, n.Phase
 	plan.Action = reloadAction(d)
-	plan.Reason = fmt.Sprintf("CA rollover reload (phase %s, once per phase; the drift budget is not touched): %s", n.Phase, p.actionCause(d, o, *plan))
+	plan.set(PlanPhaseReload, "CA rollover reload (phase %s, once per phase; the drift budget is not touched): %s", n.Phase, p.actionCause(d, o, plan.Drift))
 	plan.DryRun = p.Mode == Observe
 	return true
 }

@@ -24,27 +24,60 @@ type Scope struct {
 	SelfID string
 }
 
-// Managed reports whether c is managed and why. A container with an invalid
-// LabelEnable value is not managed, and the reason says so, so that a typo
-// never silently opts a container in.
-func (s Scope) Managed(c dockerwatch.Container) (bool, string) {
+// ScopeReason says why a container is or is not managed.
+type ScopeReason string
+
+// Scope reasons.
+const (
+	ScopeSelf         ScopeReason = "controller-itself"
+	ScopeOptedIn      ScopeReason = "opted-in"
+	ScopeOptedOut     ScopeReason = "opted-out"
+	ScopeInvalidLabel ScopeReason = "invalid-enable-label" // not managed: a typo never opts in
+	ScopeInProject    ScopeReason = "in-project"
+	ScopeOutside      ScopeReason = "outside-project"
+)
+
+// Managed reports whether the reason means the container is managed.
+func (s ScopeReason) Managed() bool { return s == ScopeOptedIn || s == ScopeInProject }
+
+// Managed says whether c is managed, as a reason code. A container with an
+// invalid LabelEnable value is not managed (ScopeInvalidLabel), so that a
+// typo never silently opts a container in.
+func (s Scope) Managed(c dockerwatch.Container) ScopeReason {
 	if s.SelfID != "" && c.ID == s.SelfID {
-		return false, "the controller itself"
+		return ScopeSelf
 	}
 	if v, ok := c.Labels[LabelEnable]; ok {
 		switch strings.ToLower(strings.TrimSpace(v)) {
 		case "true", "1", "yes":
-			return true, "opted in by label " + LabelEnable
+			return ScopeOptedIn
 		case "false", "0", "no":
-			return false, "opted out by label " + LabelEnable
+			return ScopeOptedOut
 		default:
-			return false, fmt.Sprintf("invalid value %q for label %s (want true or false)", v, LabelEnable)
+			return ScopeInvalidLabel
 		}
 	}
 	if s.Project != "" && c.Project == s.Project {
-		return true, "in the controller's compose project " + s.Project
+		return ScopeInProject
 	}
-	return false, "outside the controller's compose project and not opted in"
+	return ScopeOutside
+}
+
+// Explain says what reason means for c, for humans.
+func (s Scope) Explain(reason ScopeReason, c dockerwatch.Container) string {
+	switch reason {
+	case ScopeSelf:
+		return "the controller itself"
+	case ScopeOptedIn:
+		return "opted in by label " + LabelEnable
+	case ScopeOptedOut:
+		return "opted out by label " + LabelEnable
+	case ScopeInvalidLabel:
+		return fmt.Sprintf("invalid value %q for label %s (want true or false)", c.Labels[LabelEnable], LabelEnable)
+	case ScopeInProject:
+		return "in the controller's compose project " + s.Project
+	}
+	return "outside the controller's compose project and not opted in"
 }
 
 // ServiceName returns the name that keys c's bundle: LabelService, else the

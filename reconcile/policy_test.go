@@ -45,41 +45,44 @@ func TestScopeManaged(t *testing.T) {
 	scope := Scope{Project: "crank", SelfID: "self"}
 	tests := map[string]struct {
 		c dockerwatch.Container
-		// want is whether the container is managed.
-		want bool
-		// wantWhy is a substring of the explanation.
+		// want is the scope's code, exactly; wantWhy a substring of the
+		// explanation a human reads.
+		want    ScopeReason
 		wantWhy string
 	}{
 		"should manage a container in the controller's project": {
-			c: newContainer(), want: true, wantWhy: "compose project crank",
+			c: newContainer(), want: ScopeInProject, wantWhy: "compose project crank",
 		},
 		"should not manage a container of another project": {
-			c: newContainer(withProject("other")), want: false, wantWhy: "outside",
+			c: newContainer(withProject("other")), want: ScopeOutside, wantWhy: "outside",
 		},
 		"should manage a container of another project that opts in": {
-			c: newContainer(withProject("other"), withLabel(LabelEnable, "true")), want: true, wantWhy: "opted in",
+			c: newContainer(withProject("other"), withLabel(LabelEnable, "true")), want: ScopeOptedIn, wantWhy: "opted in",
 		},
 		"should not manage a container of the project that opts out": {
-			c: newContainer(withLabel(LabelEnable, "false")), want: false, wantWhy: "opted out",
+			c: newContainer(withLabel(LabelEnable, "false")), want: ScopeOptedOut, wantWhy: "opted out",
 		},
 		"should not manage a container with a typo in the enable label": {
-			c: newContainer(withLabel(LabelEnable, "ture")), want: false, wantWhy: `invalid value "ture"`,
+			c: newContainer(withLabel(LabelEnable, "ture")), want: ScopeInvalidLabel, wantWhy: `invalid value "ture"`,
 		},
 		"should never manage the controller itself": {
-			c: func() dockerwatch.Container { c := newContainer(); c.ID = "self"; return c }(), want: false, wantWhy: "controller itself",
+			c: func() dockerwatch.Container { c := newContainer(); c.ID = "self"; return c }(), want: ScopeSelf, wantWhy: "controller itself",
 		},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			got, why := scope.Managed(tc.c)
-			if got != tc.want || !strings.Contains(why, tc.wantWhy) {
-				t.Errorf("got (%v, %q), want (%v, containing %q)", got, why, tc.want, tc.wantWhy)
+			got := scope.Managed(tc.c)
+			if got != tc.want || !strings.Contains(scope.Explain(got, tc.c), tc.wantWhy) {
+				t.Errorf("got (%q, %q), want (%q, containing %q)", got, scope.Explain(got, tc.c), tc.want, tc.wantWhy)
+			}
+			if wantManaged := tc.want == ScopeInProject || tc.want == ScopeOptedIn; got.Managed() != wantManaged {
+				t.Errorf("Managed(): got %v, want %v", got.Managed(), wantManaged)
 			}
 		})
 	}
-	if ok, _ := (Scope{}).Managed(newContainer()); ok {
-		t.Errorf("got managed with no project configured, want only opted-in containers managed")
+	if got := (Scope{}).Managed(newContainer()); got.Managed() {
+		t.Errorf("got %q with no project configured, want only opted-in containers managed", got)
 	}
 }
 

@@ -3,14 +3,12 @@ package reconcile
 import (
 	"context"
 	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
 	"math/big"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/crank-platform/crank-mtls-controller/certs"
@@ -148,8 +146,10 @@ const minRequeue = time.Second
 
 // Reconcile brings container id's bundle to the desired state. Errors are
 // retried with backoff by the controller, unless wrapped with Terminal.
+// The logger comes from ctx (the worker puts one there carrying the
+// reconcile ID), so every line of one reconcile shares one ID.
 func (r *ContainerReconciler) Reconcile(ctx context.Context, id string) (Result, error) {
-	log := r.logger().With(keyReconcileID, newReconcileID(), keyContainerID, dockerwatch.ShortID(id))
+	log := r.reconcileLogger(ctx, id)
 	c, err := r.inspect(ctx, id)
 	if errors.Is(err, dockerwatch.ErrNotFound) {
 		return Result{}, r.forget(id, log)
@@ -159,13 +159,7 @@ func (r *ContainerReconciler) Reconcile(ctx context.Context, id string) (Result,
 	}
 	log = log.With(keyContainer, c.Name)
 	c, idFindings := TrustedLabels(c, r.TrustImageLabels)
-	if managed, why := r.Scope.Managed(c); !managed {
-		if strings.HasPrefix(why, "invalid") {
-			log.Warn("container not managed", keyReason, why)
-		}
-		for _, f := range idFindings {
-			log.Warn("container not managed: "+f.Message, keyReason, string(f.Reason))
-		}
+	if !r.admit(c, idFindings, log) {
 		return Result{}, r.forget(id, log)
 	}
 	service, err := ServiceName(c)
@@ -178,194 +172,79 @@ func (r *ContainerReconciler) Reconcile(ctx context.Context, id string) (Result,
 	} else if !ok {
 		return r.refuse(c, service, append(idFindings, f), log)
 	}
-
 	// Replicas of one service share one bundle directory; serialise them.
-	waitStart := time.Now()
-	unlock := r.locks.lock(service)
-	defer unlock()
-	// Waiting for the lock can take as long as another replica's restart:
-	// then look at the container again, so nothing below acts on stale
-	// state. Not otherwise: on a create, a second inspect would queue
-	// behind `docker start`, which holds the container's lock in the
-	// engine, and the bundle would land after the process started.
-	if time.Since(waitStart) > lockWaitReinspect {
-		if c, err = r.inspect(ctx, id); errors.Is(err, dockerwatch.ErrNotFound) {
-			return Result{}, r.forget(id, log)
-		} else if err != nil {
-			return Result{}, fmt.Errorf("inspecting container %s: %w", dockerwatch.ShortID(id), err)
-		}
+	unlock, c, err := r.lockService(ctx, c, service)
+	if errors.Is(err, dockerwatch.ErrNotFound) {
+		return Result{}, r.forget(id, log)
 	}
-	return r.reconcileBundle(ctx, c, service, idFindings, log)
-}
-
-func (r *ContainerReconciler) reconcileBundle(ctx context.Context, c dockerwatch.Container, service string, idFindings []IdentityFinding, log *slog.Logger) (Result, error) {
-	now := r.now()
-	owner, ownerGap, err := OwnerFor(c)
-	if err != nil {
-		return Result{}, Terminal(err)
-	}
-	if ownerGap != "" {
-		log.Warn("bundle ownership", keyReason, ownerGap)
-	}
-	records, err := r.Records.List()
-	if err != nil {
-		return Result{}, fmt.Errorf("listing state records: %w", err)
-	}
-	identity := IdentityFor(c, service, r.TrustDomain, replicaNames(records, service, c.ID))
-	var dropped []IdentityFinding
-	identity.DNSNames, dropped = DropForeignNames(identity.DNSNames, service, r.foreignOwner(c))
-	idFindings = append(idFindings, dropped...)
-
-	bundle, err := r.Volume.ReadBundle(service)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return Result{}, fmt.Errorf("reading bundle of %s: %w", service, err)
-	}
-	if err != nil {
-		bundle = nil
-	}
-	keyOwner := ownerString(owner)
-	if who, conflict := ownerConflict(records, service, c.ID, keyOwner); conflict {
-		idFindings = append(idFindings, IdentityFinding{Reason: OwnerConflict, Message: fmt.Sprintf(
-			"replicas of %s need different key owners (this one %s, %s); the keys keep the owner they have", service, keyOwner, who)})
-		owner = ownerOnDisk(bundle, owner)
-	}
-	expect := certs.Expectation{
-		Identity:      identity,
-		Authority:     r.Authority,
-		RenewFraction: r.renewFraction(),
-		KeyMode:       keyMode(owner),
-		Now:           now,
-	}
-	findings := append(certs.Validate(bundle, expect), foreignSANs(bundle, r.foreignOwner(c))...)
-	action, reason := DecideBundle(findings)
-	if action == BundleKeep && OwnerDrift(bundle, owner) {
-		action, reason = BundleFixPerms, certs.ReasonBadPermissions
-	}
-	var issued *certs.IssueInfo
-	switch action {
-	case BundleIssue:
-		opts := r.Issue
-		opts.Now = now
-		b, info, err := r.Authority.IssueBundle(identity, opts)
-		if err != nil {
-			return Result{}, fmt.Errorf("issuing bundle for %s: %w", service, err)
-		}
-		if info.Clamped {
-			log.Warn("leaf lifetime clamped to the CA's expiry", keyNotAfter, info.NotAfter)
-		}
-		if _, err := r.Volume.WriteBundle(service, b, owner); err != nil {
-			return Result{}, fmt.Errorf("writing bundle of %s: %w", service, err)
-		}
-		issued = &info
-		if r.Metrics != nil {
-			r.Metrics.BundleIssued(string(reason))
-		}
-		log.Info(fmt.Sprintf("%s: issued bundle (reason: %s) sans=[%s]", service, reason, strings.Join(identity.DNSNames, ", ")),
-			keyAction, string(action), keyReason, string(reason), keySANs, identity.DNSNames,
-			keyServerSer, info.ServerSerial, keyClientSer, info.ClientSerial, keyNotAfter, info.NotAfter)
-	case BundleWriteCA:
-		if _, err := r.Volume.WriteCA(service, r.Authority.TrustBundle(), owner); err != nil {
-			return Result{}, fmt.Errorf("writing trust bundle of %s: %w", service, err)
-		}
-		log.Info(fmt.Sprintf("%s: refreshed trust bundle (reason: %s)", service, reason), keyAction, string(action), keyReason, string(reason))
-	case BundleFixPerms:
-		if err := r.Volume.FixPermissions(service, owner); err != nil {
-			return Result{}, fmt.Errorf("fixing permissions of %s: %w", service, err)
-		}
-		log.Info(fmt.Sprintf("%s: fixed key permissions (reason: %s)", service, reason), keyAction, string(action), keyReason, string(reason))
-	}
-	if action != BundleKeep {
-		// Level-triggered: record what is on disk now, not what we meant
-		// to write, and what validation says of it now.
-		if bundle, err = r.Volume.ReadBundle(service); err != nil {
-			return Result{}, fmt.Errorf("re-reading bundle of %s: %w", service, err)
-		}
-		findings = certs.Validate(bundle, expect)
-	}
-	rec, err := r.noteIdentity(c, service, keyOwner, idFindings, log)
 	if err != nil {
 		return Result{}, err
 	}
-	return r.record(ctx, c, service, rec, bundle, issued, reason, findings, now, log)
+	defer unlock()
+	return r.reconcilePass(ctx, &pass{c: c, service: service, log: log, now: r.now(), idFindings: idFindings})
 }
 
-// record stores what this reconcile learned, probes and remediates when a
-// prober is configured, and schedules the next look: the renewal, the next
-// periodic probe or a pending remediation step, whichever comes first.
-func (r *ContainerReconciler) record(ctx context.Context, c dockerwatch.Container, service string, rec state.Record, b *certs.BundleFiles,
-	issued *certs.IssueInfo, reason certs.Reason, findings []certs.Finding, now time.Time, log *slog.Logger) (Result, error) {
-	parsed, err := certs.ParseBundle(b)
-	if err != nil {
-		return Result{}, fmt.Errorf("parsing bundle of %s just validated: %w", service, err)
+// admit reports whether c is managed, logging what the operator should
+// know about a container that is not.
+func (r *ContainerReconciler) admit(c dockerwatch.Container, idFindings []IdentityFinding, log *slog.Logger) bool {
+	scope := r.Scope.Managed(c)
+	if scope.Managed() {
+		return true
 	}
-	rec.ContainerID, rec.ContainerName, rec.Service, rec.Project = c.ID, c.Name, service, c.Project
-	rec.DNSNames = c.DNSNames()
-	// Validation reasons of the bundle as it is now (after any repair).
-	rec.Findings = nil
-	for _, f := range findings {
-		rec.Findings = append(rec.Findings, string(f.Reason))
+	if scope == ScopeInvalidLabel {
+		log.Warn("container not managed: "+r.Scope.Explain(scope, c), keyReason, string(scope))
 	}
-	newGeneration := rec.Bundle.Generation != b.Generation // e.g. renewed by a replica
-	rec.Bundle.Generation = b.Generation
-	rec.Bundle.WrittenAt = b.WrittenAt
-	rec.Bundle.ServerSerial = certs.SerialString(parsed.ServerCert.SerialNumber)
-	rec.Bundle.ClientSerial = certs.SerialString(parsed.ClientCert.SerialNumber)
-	rec.Bundle.NotAfter = earlier(parsed.ServerCert.NotAfter, parsed.ClientCert.NotAfter)
-	if r.Metrics != nil {
-		r.Metrics.Expiry(service, "server", parsed.ServerCert.NotAfter)
-		r.Metrics.Expiry(service, "client", parsed.ClientCert.NotAfter)
+	for _, f := range idFindings {
+		log.Warn("container not managed: "+f.Message, keyReason, string(f.Reason))
 	}
-	if issued != nil {
-		rec.Bundle.IssuedReason = string(reason)
-		rec.Bundle.IssuedAt = now
-		rec.AddEvent(state.Event{At: now, Action: "issue", Result: "ok", Reason: string(reason)})
-	}
-	// A process that reloaded its certificates on a signal after the
-	// bundle was written is as good as one started after it.
-	started := c
-	if rec.Remediation.ReloadedAt.After(started.StartedAt) {
-		started.StartedAt = rec.Remediation.ReloadedAt
-	}
-	stale, why := StaleProcess(started, b.WrittenAt)
-	if stale && !rec.NeedsRestart {
-		log.Warn(fmt.Sprintf("%s: running with certificates older than its bundle; restart needed", service), keyReason, why)
-	}
-	rec.NeedsRestart, rec.NeedsRestartReason = stale, why
+	return false
+}
 
-	frac := r.renewFraction()
-	lifetime := parsed.ServerCert.NotAfter.Sub(parsed.ServerCert.NotBefore)
-	next := NextRenewal(certs.RenewAt(parsed.ServerCert, frac), certs.RenewAt(parsed.ClientCert, frac), r.jitter(lifetime))
-	if issued != nil || newGeneration || rec.Bundle.RenewAt.IsZero() {
-		// Fixed per bundle generation, so status and metrics show one
-		// stable time; a new bundle also re-arms the expiry warnings.
-		rec.Bundle.RenewAt = next
-		rec.Bundle.ExpiryWarned = 0
+// lockService takes service's lock. Waiting for it can take as long as
+// another replica's restart: then c is inspected again, so nothing below
+// acts on stale state. Not otherwise: on a create, a second inspect would
+// queue behind `docker start`, which holds the container's lock in the
+// engine, and the bundle would land after the process started.
+func (r *ContainerReconciler) lockService(ctx context.Context, c dockerwatch.Container, service string) (func(), dockerwatch.Container, error) {
+	waitStart := time.Now()
+	unlock := r.locks.lock(service)
+	if time.Since(waitStart) <= lockWaitReinspect {
+		return unlock, c, nil
 	}
-	next = rec.Bundle.RenewAt
-	if r.Metrics != nil {
-		r.Metrics.Renewal(service, rec.Bundle.IssuedAt, rec.Bundle.RenewAt)
+	cur, err := r.inspect(ctx, c.ID)
+	if err != nil {
+		unlock()
+		return nil, c, fmt.Errorf("inspecting container %s: %w", dockerwatch.ShortID(c.ID), err)
 	}
-	r.warnExpiry(service, &rec, now, log)
+	cur, _ = TrustedLabels(cur, r.TrustImageLabels)
+	return unlock, cur, nil
+}
+
+// reconcilePass runs the steps of one reconcile in order: the bundle
+// (gather, decide, write), the record of what is on disk, the probe and
+// remediation, and the schedule of the next look.
+func (r *ContainerReconciler) reconcilePass(ctx context.Context, p *pass) (Result, error) {
+	if err := r.gatherBundle(p); err != nil {
+		return Result{}, err
+	}
+	if err := r.ensureBundle(p); err != nil {
+		return Result{}, err
+	}
+	if err := r.noteBundle(p); err != nil {
+		return Result{}, err
+	}
 	if r.Prober != nil {
-		at, gone, err := r.observe(ctx, c, service, parsed, stale, &rec, now, log)
+		gone, err := r.observe(ctx, p)
 		if err != nil {
 			return Result{}, err
 		}
 		if gone {
 			// Relabelled: the old container no longer exists; its
 			// replacement is reconciled under its own ID.
-			return Result{}, r.Records.Delete(c.ID)
-		}
-		if !at.IsZero() && at.Before(next) {
-			next = at
+			return Result{}, r.Records.Delete(p.c.ID)
 		}
 	}
-	if err := r.Records.Put(rec); err != nil {
-		return Result{}, fmt.Errorf("saving state of %s: %w", c.Name, err)
-	}
-	after := max(next.Sub(now), minRequeue)
-	log.Debug("container reconciled", keyGeneration, b.Generation, keyRequeue, after)
-	return Result{RequeueAfter: after}, nil
+	return r.schedule(p)
 }
 
 // lockWaitReinspect is how long a wait for the service lock makes the
@@ -380,28 +259,6 @@ func (r *ContainerReconciler) inspect(ctx context.Context, id string) (dockerwat
 	ctx, cancel := context.WithTimeout(ctx, inspectTimeout)
 	defer cancel()
 	return r.Containers.Inspect(ctx, id)
-}
-
-// warnExpiry logs a WARN once per --expiry-warn threshold that the bundle's
-// earliest leaf expiry has crossed while its renewal is overdue. A leaf
-// renews at 2/3 of its life, often inside the largest threshold (30 days of
-// a 90-day leaf): only a renewal that did not happen is news. Thresholds are
-// sorted largest first. A process serving an older leaf than the bundle's is
-// the ladder's business (served-cert-not-current, the served expiry gauge).
-func (r *ContainerReconciler) warnExpiry(service string, rec *state.Record, now time.Time, log *slog.Logger) {
-	if rec.Bundle.RenewAt.IsZero() || !now.After(rec.Bundle.RenewAt.Add(time.Minute)) {
-		return
-	}
-	left := rec.Bundle.NotAfter.Sub(now)
-	for _, th := range r.ExpiryWarn {
-		if left > th || (rec.Bundle.ExpiryWarned != 0 && rec.Bundle.ExpiryWarned <= th) {
-			continue
-		}
-		log.Warn(fmt.Sprintf("%s: certificates expire in %s (at %s) and have not been renewed", service,
-			left.Round(time.Second), rec.Bundle.NotAfter.UTC().Format(time.RFC3339)),
-			keyNotAfter, rec.Bundle.NotAfter, keyRenewAt, rec.Bundle.RenewAt)
-		rec.Bundle.ExpiryWarned = th
-	}
 }
 
 // forget drops the record of a container that is gone or no longer managed.
@@ -482,10 +339,4 @@ func (r *ContainerReconciler) jitter(lifetime time.Duration) time.Duration {
 		return 0
 	}
 	return time.Duration(n.Int64())
-}
-
-func newReconcileID() string {
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }

@@ -75,6 +75,7 @@ type LevelRecord struct {
 	ServedFingerprint string    // SHA-256 of the served leaf, hex
 	ServedNotAfter    time.Time // NotAfter of the served leaf
 	LastPlan          string    // the ladder's last decision, for humans
+	LastPlanCode      string    // its code, e.g. "backoff", "stood-aside"
 	Budget            int       // restart budget of this container (label or global)
 	OnDrift           string    // restart, relabel or report
 }

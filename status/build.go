@@ -115,6 +115,7 @@ func containerStatus(r state.Record, now time.Time, recent int) ContainerStatus 
 			LastAt:     utc(lv.LastProbeAt),
 			DurationMS: float64(lv.ProbeDuration.Microseconds()) / 1000,
 			Plan:       redact(lv.LastPlan),
+			PlanCode:   lv.LastPlanCode,
 		},
 		Remediation: RemediationStatus{
 			Attempts:     rm.Attempts,

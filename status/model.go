@@ -200,7 +200,8 @@ type ServedStatus struct {
 type ProbeStatus struct {
 	LastAt     time.Time `json:"last_at,omitzero"`
 	DurationMS float64   `json:"duration_ms"`
-	Plan       string    `json:"plan,omitempty"` // the remediation ladder's last decision, for humans
+	Plan       string    `json:"plan,omitempty"`      // the remediation ladder's last decision, for humans
+	PlanCode   string    `json:"plan_code,omitempty"` // its code, e.g. backoff, budget-spent, stood-aside
 }
 
 // RemediationStatus is the remediation ladder's state.

@@ -18,7 +18,7 @@ type metrics struct {
 	// crank_security_reconcile_duration_seconds: wall time of one reconcile.
 	reconcileDuration prometheus.Histogram
 	// crank_security_reconcile_total{result}: reconciles by outcome
-	// (reconcile.ResultLabels()).
+	// (reconcile.Outcomes()).
 	reconcileTotal *prometheus.CounterVec
 	// crank_security_reconcile_panics_total: panics recovered in a reconcile.
 	panics prometheus.Counter
@@ -128,13 +128,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"action", "result"}),
 	}
 	for _, a := range []reconcile.Action{reconcile.ActionRestart, reconcile.ActionSignal, reconcile.ActionRelabel} {
-		for _, r := range []string{"ok", "error", "dry-run", "rate-limited"} {
-			m.remediations.WithLabelValues(string(a), r)
+		for _, r := range reconcile.ActionResults() {
+			m.remediations.WithLabelValues(string(a), string(r))
 		}
 	}
 	m.identity = newIdentityGauge()
-	for _, r := range reconcile.ResultLabels() {
-		m.reconcileTotal.WithLabelValues(r)
+	for _, o := range reconcile.Outcomes() {
+		m.reconcileTotal.WithLabelValues(string(o))
 	}
 	for _, a := range eventActions {
 		m.events.WithLabelValues(a)
@@ -148,10 +148,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	return m
 }
 
-// ReconcileDone implements reconcile.ControllerMetrics.
-func (m *metrics) ReconcileDone(result string, d time.Duration) {
-	m.reconcileDuration.Observe(d.Seconds())
-	m.reconcileTotal.WithLabelValues(result).Inc()
+// ReconcileDone implements reconcile.ControllerMetrics. The duration
+// carries the reconcile ID as an exemplar, so a slow bucket leads to the
+// reconcile's log lines.
+func (m *metrics) ReconcileDone(o reconcile.Outcome, d time.Duration, reconcileID string) {
+	if eo, ok := m.reconcileDuration.(prometheus.ExemplarObserver); ok && reconcileID != "" {
+		eo.ObserveWithExemplar(d.Seconds(), prometheus.Labels{"reconcile_id": reconcileID})
+	} else {
+		m.reconcileDuration.Observe(d.Seconds())
+	}
+	m.reconcileTotal.WithLabelValues(string(o)).Inc()
 }
 
 // Panic implements reconcile.ControllerMetrics.

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
 	"github.com/crank-platform/crank-mtls-controller/probe"
+	"github.com/crank-platform/crank-mtls-controller/reconcile"
 )
 
 // Every metric must pass promlint (naming, units, help) and carry the
@@ -80,4 +81,31 @@ func TestLevelGaugeMapping(t *testing.T) {
 	if got := testutil.CollectAndCount(reg, "crank_security_level"); got != 0 {
 		t.Errorf("got %d level series after Forget, want 0", got)
 	}
+}
+
+// A reconcile's duration carries its reconcile ID as an exemplar, the same
+// ID as its log lines.
+func TestReconcileDurationCarriesTheReconcileID(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	m := newMetrics(reg)
+	m.ReconcileDone(reconcile.OutcomeSuccess, 3*time.Millisecond, "0badcafe")
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "crank_security_reconcile_duration_seconds" {
+			continue
+		}
+		for _, b := range mf.GetMetric()[0].GetHistogram().GetBucket() {
+			if ex := b.GetExemplar(); ex != nil {
+				if got := ex.GetLabel()[0].GetValue(); got != "0badcafe" {
+					t.Errorf("exemplar reconcile_id: got %q, want 0badcafe", got)
+				}
+				return
+			}
+		}
+	}
+	t.Error("reconcile duration: got no exemplar, want one with the reconcile ID")
 }

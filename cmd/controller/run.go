@@ -5,24 +5,21 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/crank-platform/crank-mtls-controller/certs"
 	"github.com/crank-platform/crank-mtls-controller/dockerwatch"
-	"github.com/crank-platform/crank-mtls-controller/probe"
 	"github.com/crank-platform/crank-mtls-controller/reconcile"
 	"github.com/crank-platform/crank-mtls-controller/rotation"
-	"github.com/crank-platform/crank-mtls-controller/state"
 	"github.com/crank-platform/crank-mtls-controller/status"
 )
 
@@ -91,187 +88,59 @@ func handleSignals(cancel context.CancelFunc, timeout time.Duration, log *slog.L
 
 // run wires the components and blocks until ctx ends or one of them fails.
 func run(ctx context.Context, cfg Config, log *slog.Logger) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	log.Info("starting", keyVersion, version(), keyEnvironment, cfg.Environment, keyMode, cfg.Mode)
+	p, closeParts, err := openParts(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeParts()
+	comps, err := p.components()
+	if err != nil {
+		return err
+	}
+	return runComponents(ctx, comps)
+}
+
+// component is a long-running part of the daemon: start blocks until ctx
+// ends (returning nil) or the part fails.
+type component struct {
+	name  string
+	start func(context.Context) error
+}
+
+// runComponents starts every component and waits for all of them. The
+// first failure cancels the others, so the process exits (and its restart
+// policy brings it back) instead of running without a part.
+func runComponents(ctx context.Context, comps []component) error {
+	g, gctx := errgroup.WithContext(ctx)
+	for _, c := range comps {
+		g.Go(func() error {
+			if err := c.start(gctx); err != nil {
+				return fmt.Errorf("%s: %w", c.name, err)
+			}
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// openAuthority opens (or creates) the CA, recovering one that expired
+// while the controller was down: an expired CA is not a reason to stay down.
+func openAuthority(cfg Config, log *slog.Logger) (*certs.Authority, error) {
 	now := time.Now()
 	authority, created, err := certs.OpenAuthority(cfg.StateDir, certs.AuthorityOptions{
 		KeyAlgorithm: certs.ECDSAP256,
 		Lifetime:     cfg.CALifetime,
 	}, now)
 	if errors.Is(err, certs.ErrCAExpired) && authority != nil {
-		// rotation (issue 6): an expired CA is recovered, not a reason to stay down.
 		log.Error("the CA has expired; recovering with a new CA", keyError, err)
 		err = rotation.RecoverExpired(authority, now, log)
 	}
 	if err != nil {
-		return err // certs names the state dir and the file at fault
+		return nil, err // certs names the state dir and the file at fault
 	}
 	log.Info("CA ready", keyCreated, created, keyCA, authority.Active().Cert.NotAfter)
-
-	store, err := state.Open(cfg.StateDir, state.Options{Timeout: 2 * time.Second, Logger: log})
-	if err != nil {
-		return fmt.Errorf("opening state: %w", err)
-	}
-	defer store.Close()
-
-	volume, err := certs.OpenVolume(cfg.CertsRoot)
-	if err != nil {
-		return fmt.Errorf("opening certs root: %w", err)
-	}
-	defer volume.Close()
-
-	docker, err := dockerwatch.New(cfg.DockerHost)
-	if err != nil {
-		return fmt.Errorf("creating Docker client: %w", err)
-	}
-	scope, networks, err := detectScope(ctx, docker, cfg.Project, log)
-	if err != nil {
-		return err
-	}
-	issue := certs.IssueOptions{KeyAlgorithm: cfg.KeyAlgorithm, Lifetime: cfg.LeafLifetime}
-	// The rotator owns the prober's client certificate (below).
-	prober := probe.New(probe.Options{})
-
-	reg := prometheus.NewRegistry()
-	m := newMetrics(reg)
-	m.Expiry("", "ca", authority.Active().Cert.NotAfter)
-	queue := reconcile.NewQueue(reconcile.QueueOptions{})
-	rec := &reconcile.ContainerReconciler{
-		Containers: docker,
-		Volume:     volume,
-		Authority:  authority,
-		Records:    store,
-		Identities: store,
-		Reserved: map[string]string{
-			controllerIdentity:      "the controller (its prober and status listener)",
-			status.OperatorIdentity: "the operator's client bundle",
-		},
-		TrustImageLabels: cfg.TrustImageLabels,
-		Interventions:    docker.Interventions,
-		Scope:            scope,
-		TrustDomain:      cfg.TrustDomain,
-		Issue:            issue,
-		RenewFraction:    cfg.RenewFraction,
-		Log:              log,
-		Metrics:          m,
-		Prober:           prober,
-		Actions:          docker,
-		Levels: reconcile.Policy{
-			Environment:       cfg.Environment,
-			Mode:              cfg.Mode,
-			ProductionMinimum: cfg.ProductionMinimum,
-			RestartBudget:     cfg.RestartBudget,
-			BackoffBase:       cfg.RestartBackoff,
-			BackoffMax:        10 * time.Minute,
-			StartGrace:        cfg.StartGrace,
-			Quarantine:        cfg.Quarantine,
-		},
-		Limiter:        &reconcile.Spacing{Interval: cfg.ActionInterval},
-		ProbeInterval:  cfg.ProbeInterval,
-		SharedNetworks: networks,
-		ExpiryWarn:     cfg.ExpiryWarn,
-	}
-	// The CA rollover. It also owns the prober's client certificate: issued
-	// here before any probe, renewed, and the successor's during an overlap.
-	rotator := &rotation.Rotator{
-		Authority:      authority,
-		Store:          store,
-		Volume:         volume,
-		Containers:     docker,
-		Prober:         prober,
-		ProberIdentity: certs.Identity{Service: controllerIdentity, DNSNames: []string{controllerIdentity}},
-		Issue:          issue,
-		Enqueue:        queue.Add,
-		StateDir:       cfg.StateDir,
-		Fraction:       cfg.CARotateFraction,
-		Timeout:        cfg.CARotateTimeout,
-		Interval:       cfg.CARotateInterval,
-		ExpiryWarn:     cfg.ExpiryWarn,
-		Log:            log,
-	}
-	wireRollover(rec, rotator, cfg, reg)
-	if err := rotator.PrimeCredentials(); err != nil {
-		return err
-	}
-	ctrl := reconcile.NewController(rec, queue, reconcile.ControllerOptions{Workers: cfg.Workers, Logger: log, Metrics: m})
-	watcher := dockerwatch.NewWatcher(docker.SDK(), queue, dockerwatch.WatcherOptions{
-		Resync: cfg.Resync, WatchdogInterval: cfg.Watchdog, Logger: log, Metrics: m, Interventions: docker.Interventions,
-	})
-
-	statusHandler := status.NewHandler(status.Funcs{
-		RecordsFunc: store.List,
-		SummaryFunc: func() status.Summary {
-			ca := authority.Active().Cert
-			return status.Summary{Mode: cfg.Mode, Environment: cfg.Environment, Project: scope.Project,
-				Version: version(), CANotAfter: ca.NotAfter, CASubject: ca.Subject.String(), CARollover: rolloverSummary(rotator.Status())}
-		},
-	})
-	plainStatus := statusHandler
-	if cfg.ListenMTLS != "" {
-		// The status API is then served only over mTLS; /healthz, /readyz
-		// and /metrics stay plain for the compose healthcheck and Prometheus.
-		plainStatus = nil
-	}
-	srv := newHTTPServer(newMux(reg, watcher, plainStatus), defaultServerLimits)
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("listening on %s: %w", cfg.Listen, err)
-	}
-	log.Info("serving health and metrics", keyListen, ln.Addr().String())
-
-	var wg sync.WaitGroup
-	errs := make(chan error, 7)
-	goRun := func(name string, f func(context.Context) error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := f(ctx); err != nil {
-				errs <- fmt.Errorf("%s: %w", name, err)
-			}
-		}()
-	}
-	if cfg.ListenMTLS != "" {
-		mtlsSrv, err := mtlsStatusServer(cfg, authority, issue, statusHandler, log)
-		if err != nil {
-			return err
-		}
-		goRun("status-mtls", mtlsSrv)
-	}
-	goRun("controller", ctrl.Start)
-	goRun("ca-rotation", rotator.Start)
-	goRun("records", func(ctx context.Context) error {
-		return sweepRecords(ctx, store, queue, cfg.Resync, func() {
-			// The active CA changes on a rollover or a recovery.
-			m.Expiry("", "ca", authority.Active().Cert.NotAfter)
-		}, log)
-	})
-	goRun("identity-requests", (&identityRequests{stateDir: cfg.StateDir, store: store, enqueue: queue.Add,
-		every: cfg.CARotateInterval, log: log}).Start)
-	goRun("watcher", watcher.Start)
-	goRun("http", func(ctx context.Context) error {
-		go func() {
-			<-ctx.Done()
-			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			defer cancel()
-			_ = srv.Shutdown(sctx)
-		}()
-		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			return err
-		}
-		return nil
-	})
-	var first error
-	select {
-	case first = <-errs:
-		// One part failed: stop the others, so the process exits (and its
-		// restart policy brings it back) instead of running without it.
-		log.Error("a component failed; shutting down", keyError, first)
-		cancel()
-	case <-ctx.Done():
-	}
-	wg.Wait()
-	return first
+	return authority, nil
 }
 
 // detectScope finds the compose project to manage: the flag if given, else
@@ -334,46 +203,11 @@ func newMux(reg *prometheus.Registry, ready readiness, statusHandler http.Handle
 		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, EnableOpenMetrics: true}))
 	if statusHandler != nil {
 		mux.Handle("/", statusHandler)
 	}
 	return mux
-}
-
-// sweepRecords enqueues every container the state remembers, at start and
-// then every interval. The watcher's list only shows containers that exist;
-// this is how records of containers destroyed while the controller was down
-// (or during a cut event stream) are found and cleaned up. tick runs every
-// 30s at most, for gauges that follow state outside the reconciler.
-func sweepRecords(ctx context.Context, store *state.Store, queue *reconcile.Queue, every time.Duration, tick func(), log *slog.Logger) error {
-	t := time.NewTicker(min(every, 30*time.Second))
-	defer t.Stop()
-	last := time.Time{}
-	for {
-		tick()
-		if time.Since(last) < every {
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-t.C:
-			}
-			continue
-		}
-		last = time.Now()
-		recs, err := store.List()
-		if err != nil {
-			log.Error("listing state records for sweep", keyError, err)
-		}
-		for _, r := range recs {
-			queue.Add(r.ContainerID)
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-	}
 }
 
 // rolloverSummary is the status API's view of the rotator's progress.

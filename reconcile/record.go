@@ -1,0 +1,123 @@
+package reconcile
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/crank-platform/crank-mtls-controller/certs"
+	"github.com/crank-platform/crank-mtls-controller/state"
+)
+
+// noteBundle reads the container's record and writes into it what is on
+// disk now (after any repair): identity, serials, validation, whether the
+// process is older than its bundle, and when the bundle renews. Nothing
+// is persisted yet; schedule does that once the probe has been noted too.
+func (r *ContainerReconciler) noteBundle(p *pass) error {
+	parsed, err := certs.ParseBundle(p.bundle)
+	if err != nil {
+		return fmt.Errorf("parsing bundle of %s just validated: %w", p.service, err)
+	}
+	p.parsed = parsed
+	if p.rec, err = r.noteIdentity(p.c, p.service, p.keyOwner, p.idFindings, p.log); err != nil {
+		return err
+	}
+	rec, c := &p.rec, p.c
+	rec.ContainerID, rec.ContainerName, rec.Service, rec.Project = c.ID, c.Name, p.service, c.Project
+	rec.DNSNames = c.DNSNames()
+	rec.Findings = nil
+	for _, f := range p.findings {
+		rec.Findings = append(rec.Findings, string(f.Reason))
+	}
+	newGeneration := r.noteSerials(p)
+	r.noteStale(p)
+	r.noteRenewal(p, newGeneration)
+	r.warnExpiry(p.service, rec, p.now, p.log)
+	return nil
+}
+
+// noteSerials records the bundle's generation and leaves, and the
+// issuance if this pass made one. It reports whether the generation is new
+// to this record (written by this pass or by a replica's).
+func (r *ContainerReconciler) noteSerials(p *pass) bool {
+	b, parsed, rec := p.bundle, p.parsed, &p.rec
+	newGeneration := rec.Bundle.Generation != b.Generation
+	rec.Bundle.Generation, rec.Bundle.WrittenAt = b.Generation, b.WrittenAt
+	rec.Bundle.ServerSerial = certs.SerialString(parsed.ServerCert.SerialNumber)
+	rec.Bundle.ClientSerial = certs.SerialString(parsed.ClientCert.SerialNumber)
+	rec.Bundle.NotAfter = earlier(parsed.ServerCert.NotAfter, parsed.ClientCert.NotAfter)
+	if r.Metrics != nil {
+		r.Metrics.Expiry(p.service, "server", parsed.ServerCert.NotAfter)
+		r.Metrics.Expiry(p.service, "client", parsed.ClientCert.NotAfter)
+	}
+	if p.issued != nil {
+		rec.Bundle.IssuedReason, rec.Bundle.IssuedAt = string(p.reason), p.now
+		rec.AddEvent(state.Event{At: p.now, Action: "issue", Result: string(ResultOK), Reason: string(p.reason)})
+	}
+	return newGeneration
+}
+
+// noteStale records whether the running process started before its
+// bundle was written. A process that reloaded its certificates on a
+// signal after the bundle was written is as good as one started after it.
+func (r *ContainerReconciler) noteStale(p *pass) {
+	started := p.c
+	if p.rec.Remediation.ReloadedAt.After(started.StartedAt) {
+		started.StartedAt = p.rec.Remediation.ReloadedAt
+	}
+	stale, why := StaleProcess(started, p.bundle.WrittenAt)
+	if stale && !p.rec.NeedsRestart {
+		p.log.Warn(fmt.Sprintf("%s: running with certificates older than its bundle; restart needed", p.service), keyReason, why)
+	}
+	p.stale = stale
+	p.rec.NeedsRestart, p.rec.NeedsRestartReason = stale, why
+}
+
+// noteRenewal fixes the renewal time once per bundle generation, so
+// status and metrics show one stable time; a new bundle also re-arms the
+// expiry warnings.
+func (r *ContainerReconciler) noteRenewal(p *pass, newGeneration bool) {
+	s, c := p.parsed.ServerCert, p.parsed.ClientCert
+	frac := r.renewFraction()
+	if p.issued != nil || newGeneration || p.rec.Bundle.RenewAt.IsZero() {
+		p.rec.Bundle.RenewAt = NextRenewal(certs.RenewAt(s, frac), certs.RenewAt(c, frac), r.jitter(s.NotAfter.Sub(s.NotBefore)))
+		p.rec.Bundle.ExpiryWarned = 0
+	}
+	p.wake(p.rec.Bundle.RenewAt)
+	if r.Metrics != nil {
+		r.Metrics.Renewal(p.service, p.rec.Bundle.IssuedAt, p.rec.Bundle.RenewAt)
+	}
+}
+
+// schedule persists the record and asks to be called again at the
+// earliest of the renewal, the next probe and any pending ladder step.
+func (r *ContainerReconciler) schedule(p *pass) (Result, error) {
+	if err := r.Records.Put(p.rec); err != nil {
+		return Result{}, fmt.Errorf("saving state of %s: %w", p.c.Name, err)
+	}
+	after := max(p.next.Sub(p.now), minRequeue)
+	p.log.Debug("container reconciled", keyGeneration, p.bundle.Generation, keyRequeue, after)
+	return Result{RequeueAfter: after}, nil
+}
+
+// warnExpiry logs a WARN once per --expiry-warn threshold that the bundle's
+// earliest leaf expiry has crossed while its renewal is overdue. A leaf
+// renews at 2/3 of its life, often inside the largest threshold (30 days of
+// a 90-day leaf): only a renewal that did not happen is news. Thresholds are
+// sorted largest first. A process serving an older leaf than the bundle's is
+// the ladder's business (served-cert-not-current, the served expiry gauge).
+func (r *ContainerReconciler) warnExpiry(service string, rec *state.Record, now time.Time, log *slog.Logger) {
+	if rec.Bundle.RenewAt.IsZero() || !now.After(rec.Bundle.RenewAt.Add(time.Minute)) {
+		return
+	}
+	left := rec.Bundle.NotAfter.Sub(now)
+	for _, th := range r.ExpiryWarn {
+		if left > th || (rec.Bundle.ExpiryWarned != 0 && rec.Bundle.ExpiryWarned <= th) {
+			continue
+		}
+		log.Warn(fmt.Sprintf("%s: certificates expire in %s (at %s) and have not been renewed", service,
+			left.Round(time.Second), rec.Bundle.NotAfter.UTC().Format(time.RFC3339)),
+			keyNotAfter, rec.Bundle.NotAfter, keyRenewAt, rec.Bundle.RenewAt)
+		rec.Bundle.ExpiryWarned = th
+	}
+}
