@@ -290,22 +290,6 @@ func (e *recreateEnv) logs(id string) string {
 	return string(b)
 }
 
-// waitFor polls cond until it holds or timeout passes; no sleeping to wait.
-func (e *recreateEnv) waitFor(timeout time.Duration, what string, cond func() (bool, string)) {
-	e.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, status := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			e.t.Fatalf("timed out after %v waiting for %s; last status: %s", timeout, what, status)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 // anonVolumes returns the volume names mounted at /anon and /imgvol, and
 // has the container sweep remove them.
 func (e *recreateEnv) anonVolumes(id string) map[string]string {

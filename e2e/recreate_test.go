@@ -39,9 +39,9 @@ func TestRecreatePreservesDataNetworksAndLabels(t *testing.T) {
 		net2, &network.EndpointSettings{Aliases: []string{"filer-back"}, IPAMConfig: &network.EndpointIPAMConfig{IPv4Address: base2 + ".20"}},
 		true)
 	anon := e.anonVolumes(oldID)
-	e.waitFor(30*time.Second, "the filer to write its markers", func() (bool, string) {
+	WaitFor(t, 30*time.Second, func() (bool, string) {
 		l := e.logs(oldID)
-		return strings.Count(l, "created ") == 3, l
+		return strings.Count(l, "created ") == 3, "the filer has not written its 3 markers; logs:\n" + l
 	})
 	old := e.inspect(oldID)
 
@@ -132,20 +132,21 @@ func TestRecreatePreservesDataNetworksAndLabels(t *testing.T) {
 				t.Errorf("got volume %q at %s, want %q", mounts[dst], dst, name)
 			}
 		}
-		e.waitFor(30*time.Second, "the new filer to find its markers", func() (bool, string) {
+		WaitFor(t, 30*time.Second, func() (bool, string) {
 			l := e.logs(newID)
 			for _, dir := range []string{"/named", "/anon", "/imgvol"} {
 				if !strings.Contains(l, "found "+dir+" "+token) {
-					return false, l
+					return false, "the new filer has not found its marker in " + dir + "; logs:\n" + l
 				}
 			}
-			return true, l
+			return true, ""
 		})
 	})
 	t.Run("should run and become healthy", func(t *testing.T) {
-		e.waitFor(30*time.Second, "the new container to be healthy", func() (bool, string) {
+		WaitFor(t, 30*time.Second, func() (bool, string) {
 			s := e.inspect(newID).State
-			return s.Running && s.Health != nil && s.Health.Status == container.Healthy, fmt.Sprintf("%+v", s)
+			return s.Running && s.Health != nil && s.Health.Status == container.Healthy,
+				fmt.Sprintf("the new container is not running and healthy: %+v", s)
 		})
 	})
 }
@@ -163,9 +164,9 @@ func TestRecreateRollsBackWhenTheTemporaryNameIsTaken(t *testing.T) {
 	cfg, hc := e.filerSpec(token, vol)
 	oldID := e.create(name, cfg, hc, net1, &network.EndpointSettings{Aliases: []string{"filer"}}, "", nil, true)
 	e.anonVolumes(oldID)
-	e.waitFor(30*time.Second, "the filer to start", func() (bool, string) {
+	WaitFor(t, 30*time.Second, func() (bool, string) {
 		l := e.logs(oldID)
-		return strings.Count(l, "created ") == 3, l
+		return strings.Count(l, "created ") == 3, "the filer has not started (3 markers); logs:\n" + l
 	})
 	squatCfg, squatHC := e.filerSpec(token, vol)
 	squatCfg.Volumes = nil
@@ -178,9 +179,10 @@ func TestRecreateRollsBackWhenTheTemporaryNameIsTaken(t *testing.T) {
 	if !errors.Is(err, dockerwatch.ErrRolledBack) || !cerrdefs.IsConflict(err) {
 		t.Fatalf("got new ID %q and error %v, want a rolled-back name conflict", newID, err)
 	}
-	e.waitFor(30*time.Second, "the old container to run again under its name", func() (bool, string) {
+	WaitFor(t, 30*time.Second, func() (bool, string) {
 		got := e.inspect(oldID)
-		return got.State.Running && got.Name == "/"+name, fmt.Sprintf("name %s, state %+v", got.Name, got.State)
+		return got.State.Running && got.Name == "/"+name,
+			fmt.Sprintf("the old container does not run again under its name: name %s, state %+v", got.Name, got.State)
 	})
 	if got := e.inspect(oldID).Config.Labels["crank.security.observed"]; got != "" {
 		t.Errorf("got label %q on the old container, want it untouched", got)

@@ -219,31 +219,19 @@ func startProxiedWatcher(t *testing.T, proxy *SockProxy, opts dockerwatch.Watche
 	return w, q, m
 }
 
-// waitUntil polls cond until it holds or timeout passes, and returns how
-// long that took.
-func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > timeout {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond) // poll interval
-	}
-	return time.Since(start)
-}
-
 func TestWatchEventsReachTheQueue(t *testing.T) {
 	t.Parallel()
 	cli := watchRequireEngine(t)
 	watchBuildSleeper(t)
 	proxy := StartSockProxy(t, watchEngineSocket())
 	w, q, m := startProxiedWatcher(t, proxy, dockerwatch.WatcherOptions{})
-	waitUntil(t, 10*time.Second, "watcher ready", w.Ready)
+	WaitFor(t, 10*time.Second, func() (bool, string) { return w.Ready(), "watcher not ready" })
 
 	id := watchCreateSleeper(t, cli, true)
 	// create and start: two events for the same key.
-	waitUntil(t, 10*time.Second, "create and start events enqueued", func() bool { return q.count(id) >= 2 })
+	WaitFor(t, 10*time.Second, func() (bool, string) {
+		return q.count(id) >= 2, fmt.Sprintf("got %d keys enqueued for the container, want 2 (create and start)", q.count(id))
+	})
 	if m.eventCount("create") < 1 || m.eventCount("start") < 1 {
 		t.Errorf("got create=%d start=%d events counted, want at least 1 each", m.eventCount("create"), m.eventCount("start"))
 	}
@@ -260,24 +248,26 @@ func TestWatchReconnectsAfterTheConnectionIsCut(t *testing.T) {
 	// A 1s first backoff (0.5-1.5s with jitter) leaves room to create a
 	// container while the watcher is disconnected.
 	w, q, m := startProxiedWatcher(t, proxy, dockerwatch.WatcherOptions{InitialBackoff: time.Second})
-	waitUntil(t, 10*time.Second, "watcher ready", w.Ready)
+	WaitFor(t, 10*time.Second, func() (bool, string) { return w.Ready(), "watcher not ready" })
 
 	cutAt := time.Now()
 	proxy.Cut()
-	noticed := waitUntil(t, 10*time.Second, "the watcher to notice the cut", func() bool { return m.reconnectCount() >= 1 })
+	noticed := WaitFor(t, 10*time.Second, func() (bool, string) { return m.reconnectCount() >= 1, "the watcher has not noticed the cut" })
 	during := watchCreateSleeper(t, cli, false)
 	if w.Ready() {
 		t.Fatalf("got Ready() = true right after creating the in-between container, want false: it was not created during the cut")
 	}
-	waitUntil(t, 15*time.Second, "ready after the cut", w.Ready)
+	WaitFor(t, 15*time.Second, func() (bool, string) { return w.Ready(), "watcher not ready after the cut" })
 	reconnect := time.Since(cutAt)
 	t.Logf("cut noticed after %v; ready again %v after the cut (1s initial backoff, ±50%% jitter)", noticed, reconnect)
 
-	waitUntil(t, 10*time.Second, "container created during the cut enqueued by the re-list",
-		func() bool { return q.count(during) >= 1 })
+	WaitFor(t, 10*time.Second, func() (bool, string) {
+		return q.count(during) >= 1, "the container created during the cut is not enqueued by the re-list"
+	})
 	after := watchCreateSleeper(t, cli, true)
-	waitUntil(t, 10*time.Second, "container created after the reconnect enqueued by events",
-		func() bool { return q.count(after) >= 2 })
+	WaitFor(t, 10*time.Second, func() (bool, string) {
+		return q.count(after) >= 2, fmt.Sprintf("got %d keys enqueued for the container created after the reconnect, want 2 (create and start)", q.count(after))
+	})
 }
 
 func TestWatchReconnectTimeWithDefaultBackoff(t *testing.T) {
@@ -285,11 +275,11 @@ func TestWatchReconnectTimeWithDefaultBackoff(t *testing.T) {
 	watchRequireEngine(t)
 	proxy := StartSockProxy(t, watchEngineSocket())
 	w, _, _ := startProxiedWatcher(t, proxy, dockerwatch.WatcherOptions{})
-	waitUntil(t, 10*time.Second, "watcher ready", w.Ready)
+	WaitFor(t, 10*time.Second, func() (bool, string) { return w.Ready(), "watcher not ready" })
 	cutAt := time.Now()
 	proxy.Cut()
-	waitUntil(t, 10*time.Second, "not ready after the cut", func() bool { return !w.Ready() })
-	waitUntil(t, 10*time.Second, "ready after the cut", w.Ready)
+	WaitFor(t, 10*time.Second, func() (bool, string) { return !w.Ready(), "watcher still ready after the cut" })
+	WaitFor(t, 10*time.Second, func() (bool, string) { return w.Ready(), "watcher not ready after the cut" })
 	t.Logf("reconnect time with default backoff (500ms ±50%%): %v from cut to ready", time.Since(cutAt))
 }
 
@@ -305,12 +295,13 @@ func TestWatchdogReconnectsThroughAHungProxy(t *testing.T) {
 		InitialBackoff:   200 * time.Millisecond,
 		MaxBackoff:       time.Second,
 	})
-	waitUntil(t, 10*time.Second, "watcher ready", w.Ready)
+	WaitFor(t, 10*time.Second, func() (bool, string) { return w.Ready(), "watcher not ready" })
 
 	hungAt := time.Now()
 	proxy.Hang()
-	detected := waitUntil(t, 10*time.Second, "the watchdog to tear down the hung connection",
-		func() bool { return m.reconnectCount() >= 1 })
+	detected := WaitFor(t, 10*time.Second, func() (bool, string) {
+		return m.reconnectCount() >= 1, "the watchdog has not torn down the hung connection"
+	})
 	t.Logf("hang detected after %v (watchdog interval 500ms + ping timeout 1s)", detected)
 	during := watchCreateSleeper(t, cli, true)
 	if w.Ready() {
@@ -319,10 +310,11 @@ func TestWatchdogReconnectsThroughAHungProxy(t *testing.T) {
 
 	proxy.Resume()
 	resumedAt := time.Now()
-	waitUntil(t, 15*time.Second, "ready after resume", w.Ready)
+	WaitFor(t, 15*time.Second, func() (bool, string) { return w.Ready(), "watcher not ready after resume" })
 	t.Logf("ready %v after resume, %v after the hang began", time.Since(resumedAt), time.Since(hungAt))
-	waitUntil(t, 10*time.Second, "container created during the hang enqueued",
-		func() bool { return q.count(during) >= 1 })
+	WaitFor(t, 10*time.Second, func() (bool, string) {
+		return q.count(during) >= 1, "the container created during the hang is not enqueued"
+	})
 }
 
 func TestWatchdogCatchesAHungStreamWhilePingsStillWork(t *testing.T) {
@@ -337,7 +329,7 @@ func TestWatchdogCatchesAHungStreamWhilePingsStillWork(t *testing.T) {
 		InitialBackoff:   200 * time.Millisecond,
 		MaxBackoff:       time.Second,
 	})
-	waitUntil(t, 10*time.Second, "watcher ready", w.Ready)
+	WaitFor(t, 10*time.Second, func() (bool, string) { return w.Ready(), "watcher not ready" })
 
 	if n := proxy.HangEventStreams(); n != 1 {
 		t.Fatalf("got %d event-stream connections stalled, want 1", n)
@@ -345,11 +337,13 @@ func TestWatchdogCatchesAHungStreamWhilePingsStillWork(t *testing.T) {
 	// Events the daemon publishes now never reach the stream; the
 	// watchdog's query sees them.
 	lost := watchCreateSleeper(t, cli, true)
-	detected := waitUntil(t, 15*time.Second, "the watchdog to notice the missed events",
-		func() bool { return m.reconnectCount() >= 1 })
+	detected := WaitFor(t, 15*time.Second, func() (bool, string) {
+		return m.reconnectCount() >= 1, "the watchdog has not noticed the missed events"
+	})
 	t.Logf("hung stream detected %v after the missed events", detected)
-	waitUntil(t, 10*time.Second, "ready after reconnect", w.Ready)
-	waitUntil(t, 10*time.Second, "the missed container enqueued",
-		func() bool { return q.count(lost) >= 1 })
+	WaitFor(t, 10*time.Second, func() (bool, string) { return w.Ready(), "watcher not ready after reconnect" })
+	WaitFor(t, 10*time.Second, func() (bool, string) {
+		return q.count(lost) >= 1, "the container whose events were missed is not enqueued"
+	})
 	proxy.Resume()
 }
