@@ -17,4 +17,16 @@
 // containers on bridge networks the run created, by IP. Every resource it
 // creates is labelled crank.e2e=1 and crank.e2e.run=<run id>, and removed
 // when its test ends; leftovers of dead runs are removed at the next start.
+//
+// The harness is split by concern:
+//
+//	harness_test.go             TestMain's engine check, the shared Harness, per-test scopes
+//	harness_images_test.go      building the controller and testservice images
+//	harness_engine_test.go      networks, volumes, inspect and logs
+//	harness_service_test.go     RunService and its options
+//	harness_controller_test.go  StartController
+//	harness_http_test.go        HTTPGet, limited to the run's own networks
+//	harness_volume_test.go      reading and writing files inside volumes
+//	harness_wait_test.go        WaitFor, the one way a test waits
+//	harness_cleanup_test.go     removing what a test or a dead run left
 package e2e
