@@ -41,6 +41,10 @@ type BundleFiles struct {
 type UnsafeFile struct {
 	Name string // e.g. "tls.key"
 	What string // e.g. "is a FIFO", "has 2 links"
+	// Linked: a regular file whose only fault is extra hard links. Its
+	// content was read: a link someone made to this file elsewhere leaves
+	// the content this bundle's own.
+	Linked bool
 }
 
 // String renders "tls.key is a FIFO".

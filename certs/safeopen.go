@@ -20,14 +20,19 @@ import (
 // entry is one bundle file of a generation dir as opened by openEntry.
 type entry struct {
 	name   string
-	f      *os.File    // nil if the file is missing or unsafe
+	f      *os.File    // nil if the file is missing or unsafe, except linked
 	fi     fs.FileInfo // f's own stat (fstat)
 	unsafe string      // what makes it unsafe, e.g. "is a FIFO"; "" if safe
+	// linked: a regular file whose only fault is extra hard links. It is
+	// kept open, since reading it can neither block nor follow anything,
+	// but nothing may be changed through it.
+	linked bool
 }
 
 // openEntries opens every bundle file of the generation dir gr. Missing
-// files have a nil f; unsafe ones are described and not kept open. The
-// caller closes the entries with closeEntries.
+// files have a nil f; unsafe ones are described and not kept open, except
+// linked regular files, which stay open for reading. The caller closes the
+// entries with closeEntries.
 func openEntries(gr *os.Root) ([]entry, error) {
 	entries := make([]entry, 0, len(bundleFileNames))
 	for _, name := range bundleFileNames {
@@ -54,7 +59,7 @@ func unsafeEntries(entries []entry) []UnsafeFile {
 	var out []UnsafeFile
 	for _, e := range entries {
 		if e.unsafe != "" {
-			out = append(out, UnsafeFile{Name: e.name, What: e.unsafe})
+			out = append(out, UnsafeFile{Name: e.name, What: e.unsafe, Linked: e.linked})
 		}
 	}
 	return out
@@ -70,10 +75,11 @@ func unsafeError(unsafe []UnsafeFile) error {
 }
 
 // openEntry opens name in dir read-only, never blocking and never following
-// a symlink, and keeps it open only if the opened file is a regular file
-// with exactly one link. The Lstat first only spares opening what is
-// plainly not a file (a device's open can have side effects); the fstat of
-// the opened file decides.
+// a symlink, and keeps it open only if the opened file is a regular file;
+// one with more than one link is kept open but marked unsafe and linked.
+// The Lstat first only spares opening what is plainly not a file (a
+// device's open can have side effects); the fstat of the opened file
+// decides.
 func openEntry(dir *os.Root, name string) (entry, error) {
 	e := entry{name: name}
 	fi, err := dir.Lstat(name)
@@ -83,7 +89,7 @@ func openEntry(dir *os.Root, name string) (entry, error) {
 	if err != nil {
 		return e, err
 	}
-	if e.unsafe = describeUnsafe(fi); e.unsafe != "" {
+	if e.unsafe = describeType(fi); e.unsafe != "" {
 		return e, nil
 	}
 	f, err := openNoFollow(dir, name)
@@ -95,11 +101,13 @@ func openEntry(dir *os.Root, name string) (entry, error) {
 		f.Close()
 		return e, fmt.Errorf("stat of opened %s: %w", name, err)
 	}
-	if e.unsafe = describeUnsafe(st); e.unsafe != "" {
+	if e.unsafe = describeType(st); e.unsafe != "" {
 		f.Close()
 		return e, nil
 	}
 	e.f, e.fi = f, st
+	e.unsafe = describeLinks(st)
+	e.linked = e.unsafe != ""
 	return e, nil
 }
 
@@ -126,6 +134,14 @@ func openFailed(dir *os.Root, e entry, err error) (entry, error) {
 // describeUnsafe says why fi is not a regular file with one link, for a
 // message such as "tls.key is a FIFO"; "" means fi is safe.
 func describeUnsafe(fi fs.FileInfo) string {
+	if what := describeType(fi); what != "" {
+		return what
+	}
+	return describeLinks(fi)
+}
+
+// describeType says what fi is if it is not a regular file, else "".
+func describeType(fi fs.FileInfo) string {
 	switch t := fi.Mode().Type(); {
 	case t&fs.ModeSymlink != 0:
 		return "is a symlink"
@@ -140,6 +156,11 @@ func describeUnsafe(fi fs.FileInfo) string {
 	case t != 0:
 		return fmt.Sprintf("is not a regular file (type %s)", t)
 	}
+	return ""
+}
+
+// describeLinks says how many links a regular file has if not exactly one.
+func describeLinks(fi fs.FileInfo) string {
 	if n := fileLinks(fi); n != 1 {
 		return fmt.Sprintf("has %d links", n)
 	}

@@ -183,11 +183,46 @@ func bundleFilePtr(b *BundleFiles, name string) *[]byte {
 	panic("certs: unknown bundle file " + name)
 }
 
+// Relink publishes b, a bundle read from the volume, byte for byte as a new
+// generation of fresh files that carries b's WrittenAt. It breaks hard
+// links that someone made to the bundle's files elsewhere in the volume,
+// without changing a serial and without making a running process look
+// older than its bundle: nothing it loaded has changed.
+func (v *Volume) Relink(service string, b *BundleFiles, owner Owner) (generation string, err error) {
+	if err := ValidateServiceName(service); err != nil {
+		return "", err
+	}
+	if err := checkComplete(b); err != nil {
+		return "", fmt.Errorf("relinking bundle of service %s: %w", service, err)
+	}
+	defer v.lock(service)()
+	sub, err := v.ensureServiceDir(service, owner)
+	if err != nil {
+		return "", fmt.Errorf("relinking bundle of service %s: %w", service, err)
+	}
+	defer sub.Close()
+	gen, err := v.publishAt(sub, b, owner, b.WrittenAt)
+	if err != nil {
+		return "", fmt.Errorf("relinking bundle of service %s: %w", service, err)
+	}
+	return gen, nil
+}
+
 // publish runs the AtomicWriter steps described on WriteBundle inside the
 // service dir sub. The caller holds the service lock.
 func (v *Volume) publish(sub *os.Root, b *BundleFiles, owner Owner) (string, error) {
+	return v.publishAt(sub, b, owner, time.Time{})
+}
+
+// publishAt is publish with the generation's time set to writtenAt, unless
+// that is zero.
+func (v *Volume) publishAt(sub *os.Root, b *BundleFiles, owner Owner, writtenAt time.Time) (string, error) {
 	gen := generationName(v.now())
-	if err := writeGeneration(sub, gen, b, owner); err != nil {
+	err := writeGeneration(sub, gen, b, owner)
+	if err == nil && !writtenAt.IsZero() {
+		err = sub.Chtimes(gen, writtenAt, writtenAt)
+	}
+	if err != nil {
 		_ = sub.RemoveAll(gen) // best effort; the next write's cleanup retries it
 		return "", err
 	}

@@ -41,6 +41,13 @@ func (r *ContainerReconciler) gatherBundle(p *pass) error {
 	return nil
 }
 
+func unsafeOf(b *certs.BundleFiles) []certs.UnsafeFile {
+	if b == nil {
+		return nil
+	}
+	return b.Unsafe
+}
+
 // readBundle reads service's bundle; an absent one is nil, not an error.
 func (r *ContainerReconciler) readBundle(service string) (*certs.BundleFiles, error) {
 	b, err := r.Volume.ReadBundle(service)
@@ -57,7 +64,7 @@ func (r *ContainerReconciler) readBundle(service string) (*certs.BundleFiles, er
 // what is on disk now: level-triggered, the record says what is there, not
 // what was meant to be written.
 func (r *ContainerReconciler) ensureBundle(p *pass) error {
-	p.action, p.reason = DecideBundle(p.findings)
+	p.action, p.reason = DecideBundle(p.findings, unsafeOf(p.bundle))
 	if p.action == BundleKeep && OwnerDrift(p.bundle, p.owner) {
 		p.action, p.reason = BundleFixPerms, certs.ReasonBadPermissions
 	}
@@ -97,6 +104,11 @@ func (r *ContainerReconciler) repairBundle(p *pass) error {
 			return fmt.Errorf("fixing permissions of %s: %w", p.service, err)
 		}
 		what = "fixed key permissions"
+	case BundleRelink:
+		if _, err := r.Volume.Relink(p.service, p.bundle, p.owner); err != nil {
+			return fmt.Errorf("relinking bundle of %s: %w", p.service, err)
+		}
+		what = "rewrote the same certificates and keys into fresh files, breaking hard links made to them"
 	}
 	p.log.Info(fmt.Sprintf("%s: %s (reason: %s)", p.service, what, p.reason), keyAction, string(p.action), keyReason, string(p.reason))
 	return nil

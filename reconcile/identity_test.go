@@ -6,6 +6,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/crank-platform/crank-mtls-controller/certs"
 	"github.com/crank-platform/crank-mtls-controller/dockerwatch"
@@ -277,5 +278,45 @@ func assertNoSAN(t *testing.T, f *fixture, service, name string) {
 		if n == name {
 			t.Errorf("%s's certificate: got SANs %v, want no %s", service, leaves[0].DNSNames, name)
 		}
+	}
+}
+
+func TestReconcileRelinksABundleSomeoneHardLinkedWithoutReissuing(t *testing.T) {
+	t.Parallel()
+	platform := newContainer(withService("platform"))
+	f := newFixture(t, platform)
+	mustReconcile(t, f, platform.ID)
+	// Started after its bundle was written (the volume stamps real time).
+	platform.State, platform.StartedAt = dockerwatch.StateRunning, time.Now()
+	f.docker.byID[platform.ID] = platform
+	before, _, _ := f.records.Get(platform.ID)
+	// A tenant with the whole volume links platform's key into a place of
+	// its own (here the volume's root, which no cleanup ever visits).
+	if err := os.Link(filepath.Join(f.certs, "platform", "..data", "client.key"), filepath.Join(f.certs, "stolen.key")); err != nil {
+		t.Fatal(err)
+	}
+	f.now = f.now.Add(time.Minute)
+	mustReconcile(t, f, platform.ID)
+	after, _, _ := f.records.Get(platform.ID)
+	if after.Bundle.ServerSerial != before.Bundle.ServerSerial || after.Bundle.ClientSerial != before.Bundle.ClientSerial {
+		t.Errorf("serials: got %s/%s, want unchanged %s/%s", after.Bundle.ServerSerial, after.Bundle.ClientSerial,
+			before.Bundle.ServerSerial, before.Bundle.ClientSerial)
+	}
+	if after.Bundle.Generation == before.Bundle.Generation {
+		t.Error("generation: got the same, want fresh files")
+	}
+	if after.NeedsRestart || !after.Bundle.WrittenAt.Equal(before.Bundle.WrittenAt) || !after.Bundle.RenewAt.Equal(before.Bundle.RenewAt) {
+		t.Errorf("got NeedsRestart=%v written %v renew %v, want no restart and the times of the bundle as first written (%v, %v)",
+			after.NeedsRestart, after.Bundle.WrittenAt, after.Bundle.RenewAt, before.Bundle.WrittenAt, before.Bundle.RenewAt)
+	}
+	fi, err := os.Stat(filepath.Join(f.certs, "platform", "client.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := fi.Sys().(*syscall.Stat_t).Nlink; n != 1 {
+		t.Errorf("platform's client.key: got %d links, want 1", n)
+	}
+	if f.metrics.issued[string(certs.ReasonUnsafeFile)] != 0 {
+		t.Errorf("issued for unsafe-file: got %d, want 0", f.metrics.issued[string(certs.ReasonUnsafeFile)])
 	}
 }

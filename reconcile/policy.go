@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -177,15 +178,28 @@ const (
 	BundleKeep     BundleAction = "keep"      // valid as it is
 	BundleFixPerms BundleAction = "fix-perms" // only modes/ownership are wrong
 	BundleWriteCA  BundleAction = "write-ca"  // only ca.crt is stale (CA rollover)
-	BundleIssue    BundleAction = "issue"     // a new server+client pair is needed
+	// BundleRelink: files are hard-linked from elsewhere in the volume but
+	// their content is valid; the same bytes go into fresh files.
+	BundleRelink BundleAction = "relink"
+	BundleIssue  BundleAction = "issue" // a new server+client pair is needed
 )
 
 // DecideBundle maps validation findings to one action and the reason that
 // drove it. Findings come ordered by severity from certs.Validate, so the
-// first finding that forces a reissue names the reason.
-func DecideBundle(findings []certs.Finding) (BundleAction, certs.Reason) {
-	var caOnly, permsOnly certs.Reason
+// first finding that forces a reissue names the reason. unsafe are the
+// bundle's unsafe files: when every one is only hard-linked and nothing
+// else forces a reissue, the bundle is relinked. A tenant that links
+// another service's key into its own directory thus damages its own
+// bundle (whose key then mismatches), not the other service's.
+func DecideBundle(findings []certs.Finding, unsafe []certs.UnsafeFile) (BundleAction, certs.Reason) {
+	var caOnly, permsOnly, relink certs.Reason
+	linkedOnly := !slices.ContainsFunc(unsafe, func(u certs.UnsafeFile) bool { return !u.Linked })
 	for _, f := range findings {
+		switch {
+		case f.Reason == certs.ReasonUnsafeFile && linkedOnly:
+			relink = f.Reason
+			continue
+		}
 		switch f.Reason {
 		case certs.ReasonTrustBundleStale:
 			if caOnly == "" {
@@ -200,6 +214,10 @@ func DecideBundle(findings []certs.Finding) (BundleAction, certs.Reason) {
 		}
 	}
 	switch {
+	case relink != "":
+		// Fresh files with modes and owner applied; a stale ca.crt follows
+		// on the next pass.
+		return BundleRelink, relink
 	case caOnly != "":
 		// A new generation is written for ca.crt; it also re-applies modes.
 		return BundleWriteCA, caOnly

@@ -195,6 +195,8 @@ func TestDecideBundle(t *testing.T) {
 	}
 	tests := map[string]struct {
 		findings []certs.Finding
+		// unsafe are the bundle's unsafe files.
+		unsafe []certs.UnsafeFile
 		// want is the action and the reason that drove it.
 		want       BundleAction
 		wantReason certs.Reason
@@ -210,11 +212,26 @@ func TestDecideBundle(t *testing.T) {
 		"should prefer rewriting ca.crt over a chmod": {
 			findings: f(certs.ReasonBadPermissions, certs.ReasonTrustBundleStale), want: BundleWriteCA, wantReason: certs.ReasonTrustBundleStale,
 		},
+		"should relink, not reissue, files someone hard-linked from elsewhere": {
+			findings: f(certs.ReasonUnsafeFile, certs.ReasonBadPermissions),
+			unsafe:   []certs.UnsafeFile{{Name: "client.key", What: "has 2 links", Linked: true}},
+			want:     BundleRelink, wantReason: certs.ReasonUnsafeFile,
+		},
+		"should reissue a bundle whose linked file does not match, like a tenant's link to another key": {
+			findings: f(certs.ReasonUnsafeFile, certs.ReasonKeyMismatch),
+			unsafe:   []certs.UnsafeFile{{Name: "client.key", What: "has 2 links", Linked: true}},
+			want:     BundleIssue, wantReason: certs.ReasonKeyMismatch,
+		},
+		"should reissue when a file is a FIFO, even beside a linked one": {
+			findings: f(certs.ReasonUnsafeFile, certs.ReasonUnsafeFile),
+			unsafe:   []certs.UnsafeFile{{Name: "tls.key", What: "is a FIFO"}, {Name: "client.key", What: "has 2 links", Linked: true}},
+			want:     BundleIssue, wantReason: certs.ReasonUnsafeFile,
+		},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			got, reason := DecideBundle(tc.findings)
+			got, reason := DecideBundle(tc.findings, tc.unsafe)
 			if got != tc.want || reason != tc.wantReason {
 				t.Errorf("got (%s, %s), want (%s, %s)", got, reason, tc.want, tc.wantReason)
 			}

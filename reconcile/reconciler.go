@@ -28,6 +28,7 @@ type BundleVolume interface {
 	WriteBundle(service string, b *certs.BundleFiles, owner certs.Owner) (string, error)
 	WriteCA(service string, caPEM []byte, owner certs.Owner) (string, error)
 	FixPermissions(service string, owner certs.Owner) error
+	Relink(service string, b *certs.BundleFiles, owner certs.Owner) (string, error)
 }
 
 // RecordStore is the controller's state as the reconciler uses it.

@@ -29,22 +29,23 @@ func (r *ContainerReconciler) noteBundle(p *pass) error {
 	for _, f := range p.findings {
 		rec.Findings = append(rec.Findings, string(f.Reason))
 	}
-	newGeneration := r.noteSerials(p)
+	newLeaves := r.noteSerials(p)
 	r.noteStale(p)
-	r.noteRenewal(p, newGeneration)
+	r.noteRenewal(p, newLeaves)
 	r.warnExpiry(p.service, rec, p.now, p.log)
 	return nil
 }
 
 // noteSerials records the bundle's generation and leaves, and the
-// issuance if this pass made one. It reports whether the generation is new
-// to this record (written by this pass or by a replica's).
+// issuance if this pass made one. It reports whether the leaves are new to
+// this record (issued by this pass or by a replica's); a new generation of
+// the same leaves (a CA refresh, a relink) is not.
 func (r *ContainerReconciler) noteSerials(p *pass) bool {
 	b, parsed, rec := p.bundle, p.parsed, &p.rec
-	newGeneration := rec.Bundle.Generation != b.Generation
+	server, client := certs.SerialString(parsed.ServerCert.SerialNumber), certs.SerialString(parsed.ClientCert.SerialNumber)
+	newLeaves := rec.Bundle.ServerSerial != server || rec.Bundle.ClientSerial != client
 	rec.Bundle.Generation, rec.Bundle.WrittenAt = b.Generation, b.WrittenAt
-	rec.Bundle.ServerSerial = certs.SerialString(parsed.ServerCert.SerialNumber)
-	rec.Bundle.ClientSerial = certs.SerialString(parsed.ClientCert.SerialNumber)
+	rec.Bundle.ServerSerial, rec.Bundle.ClientSerial = server, client
 	rec.Bundle.NotAfter = earlier(parsed.ServerCert.NotAfter, parsed.ClientCert.NotAfter)
 	if r.Metrics != nil {
 		r.Metrics.Expiry(p.service, "server", parsed.ServerCert.NotAfter)
@@ -54,7 +55,7 @@ func (r *ContainerReconciler) noteSerials(p *pass) bool {
 		rec.Bundle.IssuedReason, rec.Bundle.IssuedAt = string(p.reason), p.now
 		rec.AddEvent(state.Event{At: p.now, Action: "issue", Result: string(ResultOK), Reason: string(p.reason)})
 	}
-	return newGeneration
+	return newLeaves
 }
 
 // noteStale records whether the running process started before its
@@ -73,13 +74,13 @@ func (r *ContainerReconciler) noteStale(p *pass) {
 	p.rec.NeedsRestart, p.rec.NeedsRestartReason = stale, why
 }
 
-// noteRenewal fixes the renewal time once per bundle generation, so
+// noteRenewal fixes the renewal time once per pair of leaves, so
 // status and metrics show one stable time; a new bundle also re-arms the
 // expiry warnings.
-func (r *ContainerReconciler) noteRenewal(p *pass, newGeneration bool) {
+func (r *ContainerReconciler) noteRenewal(p *pass, newLeaves bool) {
 	s, c := p.parsed.ServerCert, p.parsed.ClientCert
 	frac := r.renewFraction()
-	if p.issued != nil || newGeneration || p.rec.Bundle.RenewAt.IsZero() {
+	if p.issued != nil || newLeaves || p.rec.Bundle.RenewAt.IsZero() {
 		p.rec.Bundle.RenewAt = NextRenewal(certs.RenewAt(s, frac), certs.RenewAt(c, frac), r.jitter(s.NotAfter.Sub(s.NotBefore)))
 		p.rec.Bundle.ExpiryWarned = 0
 	}
