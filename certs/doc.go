@@ -10,16 +10,32 @@
 //     crash-safe steps (CreateSuccessor, Promote, Retire).
 //   - IssueBundle (issue.go) signs a server and a client leaf per service,
 //     clamped to the CA's lifetime, and returns them with the trust bundle
-//     as PEM in a BundleFiles.
+//     as PEM in a BundleFiles. IssueBundleFrom signs with the Successor
+//     instead, for the prober's client bundle during a rollover.
 //   - Validate (validate.go) is a pure, ordered list of checks, in the
 //     style of cert-manager's renewal policies, that says why a bundle
 //     must be reissued, rewritten or chmodded (Finding, Reason).
 //
-// Volume half (names.go, volume*.go, safeopen*.go): the shared certs volume,
-// one directory per service, each bundle swapped atomically the way
-// Kubernetes' AtomicWriter does, with all file work through os.Root. A
-// service can plant anything in its own directory, so files there are opened
-// without blocking or following links and judged by the opened file itself.
+// Volume half (volume*.go, safeopen*.go, owner_*.go, names.go, fsutil.go):
+// the shared certs volume, one directory per service, each bundle swapped
+// atomically the way Kubernetes' AtomicWriter does, with all file work
+// through os.Root. A service can plant anything in its own directory, so
+// files there are opened without blocking or following links and judged by
+// the opened file itself. This half imports no crypto.
+//
+// # Why one package
+//
+// The halves meet in the bundle model (bundle.go), and that model is not
+// crypto: BundleFiles carries what the volume found on disk (generation,
+// key modes and owners, unsafe files) next to the PEM, and Validate turns
+// those findings into reasons. A change to what the volume can find, such
+// as a hard-linked key, is a change to ReadBundle, UnsafeFile and Validate
+// together. Split off, the volume would import certs for the model while the
+// Authority still needs the volume's durable write (fsutil.go) for its state
+// dir, so a third package would hold that one function, and every finding
+// about a file on disk would cross two package boundaries. Keeping one
+// package keeps those changes in one place; the two halves stay apart by
+// file, and the volume's files use nothing of the crypto half but the model.
 //
 // The package talks to nothing but the file system; it does not know about
 // Docker. Its callers decide when to issue, rotate or roll over.
