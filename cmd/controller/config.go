@@ -105,6 +105,21 @@ var flagDefs = []flagDef{
 // parseConfig reads flags from args and variables from getenv. Every error
 // names the flag and the variable, so a bad compose file is easy to fix.
 func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (Config, error) {
+	vals, err := parseFlags(args, getenv, stderr)
+	if err != nil {
+		return Config{}, err
+	}
+	p := parser{vals: vals}
+	cfg := p.core()
+	p.levels(&cfg)
+	p.rotation(&cfg)
+	p.checkPaths(cfg)
+	return cfg, p.err
+}
+
+// parseFlags parses args over the environment's values and returns each
+// setting's raw string by flag name.
+func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (map[string]*string, error) {
 	fs := flag.NewFlagSet("controller", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	vals := map[string]*string{}
@@ -122,14 +137,18 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return Config{}, flagHelp
+			return nil, flagHelp
 		}
-		return Config{}, err
+		return nil, err
 	}
 	if fs.NArg() > 0 {
-		return Config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	p := parser{vals: vals}
+	return vals, nil
+}
+
+// core reads where the controller runs and what it issues.
+func (p *parser) core() Config {
 	cfg := Config{
 		DockerHost:    p.str("docker-host"),
 		CertsRoot:     p.nonEmpty("certs-root"),
@@ -139,19 +158,26 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 		Resync:        p.duration("resync", time.Second),
 		Workers:       p.intRange("workers", 1, 64),
 		LogFormat:     p.oneOf("log-format", "tint", "json"),
+		LogLevel:      p.level("log-level"),
 		Project:       p.str("project"),
 		TrustDomain:   p.nonEmpty("trust-domain"),
+		KeyAlgorithm:  p.keyAlgorithm("key-algorithm"),
 		LeafLifetime:  p.duration("leaf-lifetime", time.Minute),
 		CALifetime:    p.duration("ca-lifetime", 2*time.Minute), // short only for tests and demos of rotation
 		RenewFraction: p.fraction("renew-fraction"),
 		Shutdown:      p.duration("shutdown-timeout", time.Second),
+		ListenMTLS:    p.str("listen-mtls"),
+		OperatorDir:   p.str("operator-dir"),
+		Watchdog:      p.duration("watchdog-interval", 100*time.Millisecond),
 	}
-	cfg.ListenMTLS = p.str("listen-mtls")
-	cfg.OperatorDir = p.str("operator-dir")
 	if cfg.OperatorDir == "" {
 		cfg.OperatorDir = filepath.Join(cfg.StateDir, "operator")
 	}
-	cfg.Watchdog = p.duration("watchdog-interval", 100*time.Millisecond)
+	return cfg
+}
+
+// levels reads the security-level policy and the remediation ladder.
+func (p *parser) levels(cfg *Config) {
 	cfg.Mode = reconcile.Mode(p.oneOf("mode", string(reconcile.Enforce), string(reconcile.Observe)))
 	cfg.ProbeInterval = p.duration("probe-interval", time.Second)
 	cfg.RestartBudget = p.intRange("restart-budget", 0, 100)
@@ -161,15 +187,20 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	cfg.ProductionMinimum = p.level3("production-min-level")
 	cfg.Quarantine = p.labels("quarantine-labels")
 	cfg.TrustImageLabels = p.oneOf("trust-image-labels", "false", "true") == "true"
-	cfg.LogLevel = p.level("log-level")
-	cfg.KeyAlgorithm = p.keyAlgorithm("key-algorithm")
-	// CA rollover and expiry warnings (package rotation).
+}
+
+// rotation reads the CA rollover and expiry warnings (package rotation).
+func (p *parser) rotation(cfg *Config) {
 	cfg.CARotateFraction = p.fraction("ca-rotate-fraction")
 	cfg.CARotateTimeout = p.duration("ca-rotate-timeout", time.Minute)
 	cfg.CARotateInterval = p.duration("ca-rotate-interval", 100*time.Millisecond)
 	cfg.ExpiryWarn = p.thresholds("expiry-warn")
-	// The CA key and the operator's key must never be in the shared volume:
-	// neither directory may contain the other, however the paths are spelt.
+}
+
+// checkPaths refuses combinations that would put a private key in the
+// shared volume, however the paths are spelt, or a leaf that outlives its
+// CA.
+func (p *parser) checkPaths(cfg Config) {
 	if p.err == nil && overlaps(cfg.CertsRoot, cfg.StateDir) {
 		p.fail("certs-root", fmt.Errorf("%s and --state-dir %s overlap: the CA key must never be in the shared volume", cfg.CertsRoot, cfg.StateDir))
 	}
@@ -179,7 +210,6 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	if p.err == nil && cfg.LeafLifetime >= cfg.CALifetime {
 		p.fail("leaf-lifetime", fmt.Errorf("%s must be shorter than --ca-lifetime %s", cfg.LeafLifetime, cfg.CALifetime))
 	}
-	return cfg, p.err
 }
 
 // overlaps reports whether one directory is the other or inside it.

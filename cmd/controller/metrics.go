@@ -71,68 +71,15 @@ var (
 )
 
 func newMetrics(reg prometheus.Registerer) *metrics {
-	m := &metrics{
-		reconcileDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "crank_security_reconcile_duration_seconds",
-			Help:    "Wall time of one reconcile of one container.",
-			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12),
-		}),
-		reconcileTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "crank_security_reconcile_total",
-			Help: "Reconciles by result: success, requeue_after (scheduled again), error (retried with backoff; includes panics), terminal (not retried).",
-		}, []string{"result"}),
-		panics: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "crank_security_reconcile_panics_total",
-			Help: "Panics recovered inside a reconcile; each is also counted as an error.",
-		}),
-		events: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "crank_security_docker_events_total",
-			Help: "Container events received from the Docker event stream, by action.",
-		}, []string{"action"}),
-		reconnects: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "crank_security_docker_stream_reconnects_total",
-			Help: "Reconnections of the Docker event stream after the first connection.",
-		}),
-		bundlesIssued: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "crank_security_bundles_issued_total",
-			Help: "Bundles (server and client pair) issued, by the validation reason that required them.",
-		}, []string{"reason"}),
-		level: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "crank_security_level",
-			Help: "Observed security level: 0 down, 1 plain, 2 tls, 3 mtls.",
-		}, []string{"service", "container"}),
-		desiredLevel: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "crank_security_desired_level",
-			Help: "Desired security level: 0 down, 1 plain, 2 tls, 3 mtls.",
-		}, []string{"service", "container"}),
-		drift: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "crank_security_drift",
-			Help: "1 while the observed level is below the desired level, else 0.",
-		}, []string{"service", "container"}),
-		probeDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "crank_security_probe_duration_seconds",
-			Help:    "Wall time of one probe of one container (HTTPS with and without client cert, then HTTP).",
-			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12),
-		}),
-		expiry: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "crank_security_certificate_expiry_timestamp_seconds",
-			Help: "NotAfter as Unix time, by service and kind: server, client, served (the leaf the service serves now) and ca (service empty).",
-		}, []string{"service", "kind"}),
-		renewal: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "crank_security_certificate_renewal_timestamp_seconds",
-			Help: "Last (when=last) and next scheduled (when=next) renewal of a service's bundle, as Unix time.",
-		}, []string{"service", "when"}),
-		remediations: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "crank_security_remediations_total",
-			Help: "Container actions by action (restart, signal, relabel) and result (ok, error, dry-run, rate-limited).",
-		}, []string{"action", "result"}),
-	}
+	m := &metrics{}
+	m.initPipeline()
+	m.initLevels()
+	m.identity = newIdentityGauge()
 	for _, a := range []reconcile.Action{reconcile.ActionRestart, reconcile.ActionSignal, reconcile.ActionRelabel} {
 		for _, r := range reconcile.ActionResults() {
 			m.remediations.WithLabelValues(string(a), string(r))
 		}
 	}
-	m.identity = newIdentityGauge()
 	for _, o := range reconcile.Outcomes() {
 		m.reconcileTotal.WithLabelValues(string(o))
 	}
@@ -146,6 +93,70 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.level, m.desiredLevel, m.drift, m.probeDuration, m.remediations, m.expiry, m.renewal, m.identity,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// initPipeline creates the collectors of the event-to-bundle pipeline:
+// reconciles, events, reconnects and issuances.
+func (m *metrics) initPipeline() {
+	m.reconcileDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "crank_security_reconcile_duration_seconds",
+		Help:    "Wall time of one reconcile of one container.",
+		Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12),
+	})
+	m.reconcileTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "crank_security_reconcile_total",
+		Help: "Reconciles by result: success, requeue_after (scheduled again), error (retried with backoff; includes panics), terminal (not retried).",
+	}, []string{"result"})
+	m.panics = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "crank_security_reconcile_panics_total",
+		Help: "Panics recovered inside a reconcile; each is also counted as an error.",
+	})
+	m.events = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "crank_security_docker_events_total",
+		Help: "Container events received from the Docker event stream, by action.",
+	}, []string{"action"})
+	m.reconnects = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "crank_security_docker_stream_reconnects_total",
+		Help: "Reconnections of the Docker event stream after the first connection.",
+	})
+	m.bundlesIssued = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "crank_security_bundles_issued_total",
+		Help: "Bundles (server and client pair) issued, by the validation reason that required them.",
+	}, []string{"reason"})
+}
+
+// initLevels creates the collectors of what containers serve and of
+// their certificates.
+func (m *metrics) initLevels() {
+	m.level = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "crank_security_level",
+		Help: "Observed security level: 0 down, 1 plain, 2 tls, 3 mtls.",
+	}, []string{"service", "container"})
+	m.desiredLevel = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "crank_security_desired_level",
+		Help: "Desired security level: 0 down, 1 plain, 2 tls, 3 mtls.",
+	}, []string{"service", "container"})
+	m.drift = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "crank_security_drift",
+		Help: "1 while the observed level is below the desired level, else 0.",
+	}, []string{"service", "container"})
+	m.probeDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "crank_security_probe_duration_seconds",
+		Help:    "Wall time of one probe of one container (HTTPS with and without client cert, then HTTP).",
+		Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12),
+	})
+	m.expiry = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "crank_security_certificate_expiry_timestamp_seconds",
+		Help: "NotAfter as Unix time, by service and kind: server, client, served (the leaf the service serves now) and ca (service empty).",
+	}, []string{"service", "kind"})
+	m.renewal = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "crank_security_certificate_renewal_timestamp_seconds",
+		Help: "Last (when=last) and next scheduled (when=next) renewal of a service's bundle, as Unix time.",
+	}, []string{"service", "when"})
+	m.remediations = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "crank_security_remediations_total",
+		Help: "Container actions by action (restart, signal, relabel) and result (ok, error, dry-run, rate-limited).",
+	}, []string{"action", "result"})
 }
 
 // ReconcileDone implements reconcile.ControllerMetrics. The duration
