@@ -188,21 +188,11 @@ func (r *Rotator) Step(ctx context.Context) error {
 		meta, d.Progress = r.noteProgress(meta, d.Progress, now)
 		r.report(meta, d.Progress, now)
 	} else {
-		// A phase can end on its first look: what it did not wait for is
-		// still said, once, before the next phase starts.
-		r.report(meta, d.Progress, now)
-		if meta, err = r.act(meta, d, now); err != nil {
+		if meta, err = r.take(meta, d, now); err != nil {
 			return err
 		}
 		d.Progress = Progress{} // of the phase just left
-		r.report(meta, d.Progress, now)
-		// New CA files: the prober follows at once, and the reconciler is
-		// asked to look at every container instead of at its next probe.
 		facts = caFacts(r.Authority)
-		if err := r.ensureCredentials(meta.Phase, now); err != nil {
-			return err
-		}
-		r.enqueueAll()
 	}
 	if err := r.saveMeta(meta); err != nil {
 		return err
@@ -220,6 +210,24 @@ func (r *Rotator) Step(ctx context.Context) error {
 	}
 	r.publish(meta, facts, d, requested, now)
 	return nil
+}
+
+// take takes the CA step d asks for, and has the prober and the
+// reconciler follow the new CA files at once instead of at their next look.
+func (r *Rotator) take(meta Meta, d Decision, now time.Time) (Meta, error) {
+	// A phase can end on its first look: what it did not wait for is
+	// still said, once, before the next phase starts.
+	r.report(meta, d.Progress, now)
+	meta, err := r.act(meta, d, now)
+	if err != nil {
+		return meta, err
+	}
+	r.report(meta, Progress{}, now)
+	if err := r.ensureCredentials(meta.Phase, now); err != nil {
+		return meta, err
+	}
+	r.enqueueAll()
+	return meta, nil
 }
 
 // act takes the CA step d asks for and returns the meta of the new phase.
