@@ -244,18 +244,34 @@ type authorityState struct {
 // present but unusable is an error wrapping ErrInvalidCA, never a reason to
 // create a CA.
 func resolveAuthorityFiles(f authorityFiles) (authorityState, error) {
-	var st authorityState
+	if st, done, err := resolveCreation(f); done || err != nil {
+		return st, err
+	}
+	st := authorityState{removeMarker: f.creating.exists}
+	if err := resolveActive(f, &st); err != nil {
+		return st, err
+	}
+	if err := resolveRetiring(f, &st); err != nil {
+		return st, err
+	}
+	return st, nil
+}
+
+// resolveCreation decides the cases where there is no CA pair yet: an
+// interrupted or a first creation. done is false when ca.crt and ca.key
+// both exist and the rest of the plan follows.
+func resolveCreation(f authorityFiles) (st authorityState, done bool, err error) {
 	rollover := f.nextCert.exists || f.nextKey.exists || f.retiring.exists
 	if f.creating.exists && !rollover && !f.cert.exists {
 		if !f.key.exists {
-			return authorityState{create: true}, nil
+			return authorityState{create: true}, true, nil
 		}
 		// Creation writes ca.key, then ca.crt; nothing was ever issued.
 		key, err := ParsePrivateKeyPEM(f.key.data)
 		if err != nil {
-			return st, fmt.Errorf("%w: %s (left by an interrupted creation): %w", ErrInvalidCA, authKeyFile, err)
+			return st, true, fmt.Errorf("%w: %s (left by an interrupted creation): %w", ErrInvalidCA, authKeyFile, err)
 		}
-		return authorityState{createFromKey: key}, nil
+		return authorityState{createFromKey: key}, true, nil
 	}
 	st.removeMarker = f.creating.exists
 	if !f.cert.exists && !f.key.exists {
@@ -267,66 +283,78 @@ func resolveAuthorityFiles(f authorityFiles) (authorityState, error) {
 				}
 			}
 			slices.Sort(present)
-			return st, fmt.Errorf("%w: %s and %s are missing but rollover files %v exist; refusing to create a new CA",
+			return st, true, fmt.Errorf("%w: %s and %s are missing but rollover files %v exist; refusing to create a new CA",
 				ErrInvalidCA, authCertFile, authKeyFile, present)
 		}
 		st.create = true
-		return st, nil
+		return st, true, nil
 	}
 	if f.cert.exists != f.key.exists {
 		have, missing := authCertFile, authKeyFile
 		if f.key.exists {
 			have, missing = missing, have
 		}
-		return st, fmt.Errorf("%w: %s exists without %s; restore the missing file or remove both to create a new CA", ErrInvalidCA, have, missing)
+		return st, true, fmt.Errorf("%w: %s exists without %s; restore the missing file or remove both to create a new CA", ErrInvalidCA, have, missing)
 	}
+	return st, false, nil
+}
+
+// resolveActive loads the active CA and the successor, finishing a
+// promotion that wrote ca.crt but not yet ca.key.
+func resolveActive(f authorityFiles, st *authorityState) error {
 	var next *CA
 	if f.nextCert.exists && f.nextKey.exists {
 		var err error
 		if next, err = LoadCA(f.nextCert.data, f.nextKey.data); err != nil {
-			return st, fmt.Errorf("successor %s/%s: %w", authNextCertFile, authNextKeyFile, err)
+			return fmt.Errorf("successor %s/%s: %w", authNextCertFile, authNextKeyFile, err)
 		}
 	}
 	if next != nil && firstCertIs(f.cert.data, next.Cert) {
 		// Promote wrote ca.crt (step 2) but maybe not ca.key: the successor
 		// is active, and its key is still in ca-next.key.
 		st.active, st.pendingPromote = next, true
-	} else {
-		active, err := LoadCA(f.cert.data, f.key.data)
-		if err != nil {
-			return st, fmt.Errorf("active %s/%s: %w", authCertFile, authKeyFile, err)
-		}
-		st.active = active
-		switch {
-		case next != nil:
-			st.successor = next
-		case f.nextCert.exists:
-			return st, fmt.Errorf("%w: %s exists without %s", ErrInvalidCA, authNextCertFile, authNextKeyFile)
-		case f.nextKey.exists:
-			// CreateSuccessor writes the key first and Promote removes it
-			// last: a lone key never signed anything and is trusted nowhere.
-			st.removeNext = true
-		}
+		return nil
 	}
-	if f.retiring.exists {
-		certs, err := ParseCertificatesPEM(f.retiring.data)
-		if err != nil {
-			return st, fmt.Errorf("%w: %s: %w", ErrInvalidCA, authRetiringFile, err)
-		}
-		for _, c := range certs {
-			// Promote writes the old active certificate here before switching,
-			// so it may still equal the active one.
-			if c.Equal(st.active.Cert) || (st.successor != nil && c.Equal(st.successor.Cert)) {
-				continue
-			}
-			if err := checkIsCA(c); err != nil {
-				return st, fmt.Errorf("%s: %w", authRetiringFile, err)
-			}
-			st.retiring = append(st.retiring, c)
-		}
-		st.retiring = dedupeCerts(st.retiring)
+	active, err := LoadCA(f.cert.data, f.key.data)
+	if err != nil {
+		return fmt.Errorf("active %s/%s: %w", authCertFile, authKeyFile, err)
 	}
-	return st, nil
+	st.active = active
+	switch {
+	case next != nil:
+		st.successor = next
+	case f.nextCert.exists:
+		return fmt.Errorf("%w: %s exists without %s", ErrInvalidCA, authNextCertFile, authNextKeyFile)
+	case f.nextKey.exists:
+		// CreateSuccessor writes the key first and Promote removes it
+		// last: a lone key never signed anything and is trusted nowhere.
+		st.removeNext = true
+	}
+	return nil
+}
+
+// resolveRetiring loads the CAs still trusted after a promotion.
+func resolveRetiring(f authorityFiles, st *authorityState) error {
+	if !f.retiring.exists {
+		return nil
+	}
+	certs, err := ParseCertificatesPEM(f.retiring.data)
+	if err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrInvalidCA, authRetiringFile, err)
+	}
+	for _, c := range certs {
+		// Promote writes the old active certificate here before switching,
+		// so it may still equal the active one.
+		if c.Equal(st.active.Cert) || (st.successor != nil && c.Equal(st.successor.Cert)) {
+			continue
+		}
+		if err := checkIsCA(c); err != nil {
+			return fmt.Errorf("%s: %w", authRetiringFile, err)
+		}
+		st.retiring = append(st.retiring, c)
+	}
+	st.retiring = dedupeCerts(st.retiring)
+	return nil
 }
 
 // firstCertIs reports whether the first certificate in certPEM is want.
