@@ -29,8 +29,12 @@ const (
 	// observed, then report degraded), or report (never touch the container).
 	LabelOnDrift = "crank.security.on-drift"
 	// LabelReload declares how the service reloads certificates without a
-	// restart, as "signal:<NAME>", e.g. "signal:SIGHUP".
+	// restart: "watch" (it watches its bundle and reloads by itself, as the
+	// service kit does) or "signal:<NAME>", e.g. "signal:SIGHUP".
 	LabelReload = "crank.security.reload"
+	// ReloadWatch is LabelReload's value for a service that reloads by
+	// itself.
+	ReloadWatch = "watch"
 	// LabelRestartBudget overrides the global restart budget for one
 	// container (0 means go straight to the end of the ladder).
 	LabelRestartBudget = "crank.security.restart-budget"

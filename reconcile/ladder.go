@@ -19,6 +19,7 @@ const (
 	PlanAtDesired         PlanCode = "at-desired"         // no drift, nothing stale
 	PlanReportOnly        PlanCode = "report-only"        // on-drift=report
 	PlanStartGrace        PlanCode = "start-grace"        // too soon after a start
+	PlanAwaitingReload    PlanCode = "awaiting-reload"    // a reload=watch service has not shown its new bundle yet
 	PlanAlreadyRelabelled PlanCode = "already-relabelled" // a replacement still showing the same drift
 	PlanPhaseReload       PlanCode = "phase-reload"       // a CA rollover reload, on the phase's budget
 	PlanRelabelBackoff    PlanCode = "relabel-backoff"    // budget spent, waiting before the relabel
@@ -71,7 +72,7 @@ type ladderStep func(p Policy, d Desired, o Observation, plan *Plan) bool
 // backoff or has spent its budget. The one exception is a reload a CA
 // rollover phase waits for, which has a budget of its own (phaseReload).
 var ladder = []ladderStep{
-	stepNotRunning, stepAtDesired, stepReportOnly, stepStartGrace, stepAlreadyRelabelled,
+	stepNotRunning, stepAtDesired, stepReportOnly, stepStartGrace, stepAwaitReload, stepAlreadyRelabelled,
 	stepPhaseReload, stepBudgetSpent, stepBackoff, stepRemediate,
 }
 
@@ -139,6 +140,27 @@ func stepStartGrace(p Policy, _ Desired, o Observation, plan *Plan) bool {
 	}
 	plan.set(PlanStartGrace, "inside the start grace period")
 	plan.RetryAt = grace
+	return true
+}
+
+// reloadPoll is how often a service that reloads by itself is probed
+// while the controller waits for the reload to show.
+const reloadPoll = time.Second
+
+// stepAwaitReload gives a service that reloads by itself its grace: while
+// its process has not shown the bundle written last, the ladder waits and
+// probes again, and falls back to a restart only once ReloadGrace passed.
+func stepAwaitReload(p Policy, d Desired, o Observation, plan *Plan) bool {
+	if !d.ReloadWatch || !o.StaleProcess {
+		return false
+	}
+	deadline := o.BundleWrittenAt.Add(p.ReloadGrace)
+	if !o.Now.Before(deadline) {
+		return false
+	}
+	plan.set(PlanAwaitingReload, "waiting for the service to load its new bundle by itself (reload=watch), until %s",
+		deadline.UTC().Format(time.RFC3339))
+	plan.RetryAt = earlier(o.Now.Add(reloadPoll), deadline)
 	return true
 }
 

@@ -58,6 +58,10 @@ type Policy struct {
 	// BackoffBase and BackoffMax space the restarts of one container:
 	// base, 2*base, 4*base ... capped.
 	BackoffBase, BackoffMax time.Duration
+	// ReloadGrace is how long after a bundle is written the controller
+	// waits for a container that reloads by itself (Desired.ReloadWatch) to
+	// show the new bundle before it falls back to the ladder.
+	ReloadGrace time.Duration
 	// StartGrace is how long after a start the controller waits before
 	// acting, so a process can bind its ports (the healthcheck start period
 	// is honoured when it is longer).
@@ -73,7 +77,12 @@ type Desired struct {
 	OnDrift OnDrift
 	// ReloadSignal is set when the container declared a reload signal.
 	ReloadSignal string
-	Budget       int
+	// ReloadWatch is set when the container reloads by itself when its
+	// bundle changes (crank.security.reload=watch, the service kit): the
+	// controller then waits for the probe to show the reload instead of
+	// restarting, for up to Policy.ReloadGrace.
+	ReloadWatch bool
+	Budget      int
 }
 
 // DesiredFor reads c's labels under the policy. Bad label values are errors
@@ -96,11 +105,9 @@ func (p Policy) DesiredFor(c dockerwatch.Container) (Desired, error) {
 		}
 	}
 	if v, ok := c.Labels[LabelReload]; ok {
-		sig, found := strings.CutPrefix(strings.TrimSpace(v), "signal:")
-		if !found || !validSignal(sig) {
-			return d, fmt.Errorf("label %s=%q: want signal:<NAME>, e.g. signal:SIGHUP", LabelReload, v)
+		if err := parseReload(v, &d); err != nil {
+			return d, err
 		}
-		d.ReloadSignal = sig
 	}
 	if v, ok := c.Labels[LabelRestartBudget]; ok {
 		n, err := strconv.Atoi(strings.TrimSpace(v))
@@ -119,6 +126,21 @@ func (p Policy) DesiredFor(c dockerwatch.Container) (Desired, error) {
 		d.Floor = probe.Plain
 	}
 	return d, nil
+}
+
+// parseReload reads LabelReload: "watch", or "signal:<NAME>".
+func parseReload(v string, d *Desired) error {
+	v = strings.TrimSpace(v)
+	if v == ReloadWatch {
+		d.ReloadWatch = true
+		return nil
+	}
+	sig, found := strings.CutPrefix(v, "signal:")
+	if !found || !validSignal(sig) {
+		return fmt.Errorf("label %s=%q: want watch, or signal:<NAME>, e.g. signal:SIGHUP", LabelReload, v)
+	}
+	d.ReloadSignal = sig
+	return nil
 }
 
 func validSignal(s string) bool {
@@ -162,6 +184,8 @@ type Observation struct {
 	// PhaseReloadedIn is the rollover phase in which this container last
 	// had its phase reload.
 	PhaseReloadedIn string
+	// BundleWrittenAt is when the container's current bundle was written.
+	BundleWrittenAt time.Time
 	Now             time.Time
 }
 

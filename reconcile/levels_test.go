@@ -11,7 +11,7 @@ import (
 
 var testPolicy = Policy{
 	Environment: Production, Mode: Enforce, ProductionMinimum: probe.TLS, RestartBudget: 3,
-	BackoffBase: 10 * time.Second, BackoffMax: time.Minute, StartGrace: 10 * time.Second,
+	BackoffBase: 10 * time.Second, BackoffMax: time.Minute, StartGrace: 10 * time.Second, ReloadGrace: 30 * time.Second,
 }
 
 func TestDesiredFor(t *testing.T) {
@@ -46,6 +46,10 @@ func TestDesiredFor(t *testing.T) {
 			c: newContainer(withLabel(LabelReload, "signal:SIGHUP"), withLabel(LabelOnDrift, "relabel"),
 				withLabel(LabelRestartBudget, "0")),
 			want: Desired{Level: probe.MTLS, Floor: probe.Plain, OnDrift: OnDriftRelabel, ReloadSignal: "SIGHUP"},
+		},
+		"should read a service that reloads by itself": {
+			policy: dev, c: newContainer(withLabel(LabelReload, " watch ")),
+			want: Desired{Level: probe.MTLS, Floor: probe.Plain, OnDrift: OnDriftRestart, Budget: 3, ReloadWatch: true},
 		},
 		"should reject down as a desired level":  {policy: dev, c: newContainer(withLabel(LabelLevel, "down")), wantErr: "crank.security.level"},
 		"should reject an unknown response":      {policy: dev, c: newContainer(withLabel(LabelOnDrift, "panic")), wantErr: "crank.security.on-drift"},
@@ -205,6 +209,16 @@ func TestDecide(t *testing.T) {
 			desired:    Desired{Level: probe.MTLS, Floor: probe.Plain, OnDrift: OnDriftRestart, Budget: 3},
 			obs:        Observation{Container: running, Probe: probe.Result{Level: probe.Plain}},
 			wantAction: ActionRestart, wantDrift: true,
+		},
+		"should wait for a reload=watch service to show its new bundle": {
+			desired:   with(mtlsWant, func(d *Desired) { d.ReloadWatch = true }),
+			obs:       Observation{Container: running, Probe: notCurrent, StaleProcess: true, BundleWrittenAt: now.Add(-10 * time.Second)},
+			wantRetry: true, wantCode: PlanAwaitingReload, wantReason: "reload=watch",
+		},
+		"should restart a reload=watch service that did not reload within the grace": {
+			desired:    with(mtlsWant, func(d *Desired) { d.ReloadWatch = true }),
+			obs:        Observation{Container: running, Probe: notCurrent, StaleProcess: true, BundleWrittenAt: now.Add(-time.Minute)},
+			wantAction: ActionRestart, wantCode: PlanRemediate,
 		},
 		"should plan but not act in observe mode": {
 			wantCode: PlanRemediate,

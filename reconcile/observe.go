@@ -32,6 +32,7 @@ func (r *ContainerReconciler) observe(ctx context.Context, p *pass) (bool, error
 		r.Metrics.Observed(p.service, p.c.Name, res.Level, desired.Level, res.Level.Rank() < desired.Level.Rank(), res.Duration)
 		r.Metrics.Expiry(p.service, "served", res.ServedNotAfter)
 	}
+	r.noteWatchReload(p, desired, res)
 	plan := r.Levels.Decide(desired, r.observation(p, res))
 	plan = GuardOperator(plan, res.Level, r.operatorFacts(p.c, &p.rec), p.now)
 	s := step{desired: desired, res: res, plan: plan}
@@ -76,8 +77,26 @@ func (r *ContainerReconciler) observation(p *pass, res probe.Result) Observation
 	return Observation{
 		Container: p.c, Probe: res, StaleProcess: p.stale,
 		Attempts: rm.Attempts, NextActionAt: rm.NextActionAt, Relabels: rm.Relabels, Now: p.now,
-		Rollover: r.rolloverNeed(res), PhaseReloadedIn: rm.PhaseReload,
+		Rollover: r.rolloverNeed(res), PhaseReloadedIn: rm.PhaseReload, BundleWrittenAt: p.bundle.WrittenAt,
 	}
+}
+
+// noteWatchReload records the evidence that a service which reloads by
+// itself has loaded the bundle written last: it serves that bundle's
+// certificate, at its desired level, so the prober's client certificate
+// (from the CA the phase wants) was accepted under its current trust. The
+// process then counts as reloaded now, for the ladder and for a CA
+// rollover alike, with no restart.
+func (r *ContainerReconciler) noteWatchReload(p *pass, d Desired, res probe.Result) {
+	if !d.ReloadWatch || !p.stale || res.ServedFingerprint == "" || hasReason(res, probe.ServedCertNotCurrent) ||
+		res.Level.Rank() < d.Level.Rank() {
+		return
+	}
+	p.rec.Remediation.ReloadedAt = later(p.now, p.bundle.WrittenAt)
+	p.stale = false
+	p.rec.NeedsRestart, p.rec.NeedsRestartReason = false, ""
+	p.log.Info(fmt.Sprintf("%s: serves its new bundle, reloaded without a restart", p.service),
+		keyGeneration, p.bundle.Generation, keyReason, ReloadWatch)
 }
 
 // noteLevel records the observation and logs one line per level change

@@ -237,3 +237,72 @@ func TestReconcileChownsKeysWhenTheUserChanges(t *testing.T) {
 		t.Errorf("got tls.key owned by %d:%d, want 1000:1000", st.Uid, st.Gid)
 	}
 }
+
+// A service labelled reload=watch reloads by itself: after a renewal the
+// controller probes until it serves the new bundle, and restarts it only
+// when it does not within the reload grace.
+func TestLadderWaitsForAServiceThatReloadsByItself(t *testing.T) {
+	t.Parallel()
+	tests := map[string]struct {
+		// reloads says whether the service starts serving the new bundle.
+		reloads bool
+		// wantRestart: whether the ladder restarts it within ten minutes.
+		wantRestart bool
+	}{
+		"should not restart a service that shows its new bundle":      {reloads: true},
+		"should restart one that does not, once the grace has passed": {reloads: false, wantRestart: true},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			f := newFixture(t)
+			// The volume stamps generations with real time; the grace
+			// counts from there.
+			f.now = time.Now()
+			c := f.addRunning(withLabel(LabelReload, ReloadWatch))
+			actions := &fakeActions{}
+			p := withProbing(f, Production, probe.MTLS, actions)
+			f.r.Levels.ReloadGrace = 30 * time.Second
+			mustReconcile(t, f, c.ID)
+			oldFP := ""
+			p.result = func(tg probe.Target) probe.Result {
+				if oldFP == "" {
+					oldFP = tg.ExpectedFingerprint
+				}
+				served := oldFP
+				if tc.reloads {
+					served = tg.ExpectedFingerprint
+				}
+				r := probe.Result{Level: probe.MTLS, ServedFingerprint: served}
+				if served != tg.ExpectedFingerprint {
+					r.Findings = []probe.Finding{{Reason: probe.ServedCertNotCurrent}}
+				}
+				return r
+			}
+			mustReconcile(t, f, c.ID) // learns the fingerprint served now
+			// The bundle is renewed while the process runs (the volume stamps
+			// real time, after the container's start).
+			if err := os.RemoveAll(filepath.Join(f.certs, "email-parser")); err != nil {
+				t.Fatal(err)
+			}
+			renewedAt := time.Now()
+			var firstRestart time.Time
+			actions.onRestart = func() {
+				if firstRestart.IsZero() {
+					firstRestart = f.now
+				}
+			}
+			f.runFor(t, c.ID, 10*time.Minute)
+			if (actions.restarts > 0) != tc.wantRestart {
+				t.Errorf("restarts: got %d, want restarted %v", actions.restarts, tc.wantRestart)
+			}
+			if grace := renewedAt.Add(30 * time.Second); tc.wantRestart && firstRestart.Before(grace) {
+				t.Errorf("first restart at %v, want no earlier than the end of the reload grace %v", firstRestart, grace)
+			}
+			rec, _, _ := f.records.Get(c.ID)
+			if tc.reloads && (rec.NeedsRestart || rec.Remediation.ReloadedAt.IsZero()) {
+				t.Errorf("record: got NeedsRestart=%v ReloadedAt=%v, want the reload recorded", rec.NeedsRestart, rec.Remediation.ReloadedAt)
+			}
+		})
+	}
+}

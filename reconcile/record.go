@@ -3,6 +3,7 @@ package reconcile
 import (
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/crank-platform/crank-mtls-controller/certs"
@@ -67,7 +68,11 @@ func (r *ContainerReconciler) noteStale(p *pass) {
 		started.StartedAt = p.rec.Remediation.ReloadedAt
 	}
 	stale, why := StaleProcess(started, p.bundle.WrittenAt)
-	if stale && !p.rec.NeedsRestart {
+	switch {
+	case !stale || p.rec.NeedsRestart:
+	case strings.TrimSpace(p.c.Labels[LabelReload]) == ReloadWatch:
+		p.log.Info(fmt.Sprintf("%s: new bundle written; waiting for the service to reload it by itself", p.service), keyReason, why)
+	default:
 		p.log.Warn(fmt.Sprintf("%s: running with certificates older than its bundle; restart needed", p.service), keyReason, why)
 	}
 	p.stale = stale

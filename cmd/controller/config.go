@@ -48,6 +48,7 @@ type Config struct {
 	RestartBudget     int
 	RestartBackoff    time.Duration
 	StartGrace        time.Duration
+	ReloadGrace       time.Duration
 	ActionInterval    time.Duration
 	ProductionMinimum probe.Level
 	Quarantine        map[string]string
@@ -90,6 +91,7 @@ var flagDefs = []flagDef{
 	{"probe-interval", "CRANK_PROBE_INTERVAL", "30s", "how often each managed container is probed (also on every event)"},
 	{"restart-budget", "CRANK_RESTART_BUDGET", "3", "restarts (or reload signals) per container per drift episode before it is reported degraded"},
 	{"restart-backoff", "CRANK_RESTART_BACKOFF", "30s", "wait after the first action of an episode; doubles per action, capped at 10m"},
+	{"reload-grace", "CRANK_RELOAD_GRACE", "30s", "how long a service labelled crank.security.reload=watch has to show a new bundle (served certificate, accepted client certificate) before the controller restarts it"},
 	{"start-grace", "CRANK_START_GRACE", "10s", "time after a start before the controller acts on a container (a longer healthcheck start period wins)"},
 	{"action-interval", "CRANK_ACTION_INTERVAL", "5s", "global limit: at most one container action per interval across the stack"},
 	{"production-min-level", "CRANK_PRODUCTION_MIN_LEVEL", "mtls", "lowest level a label may ask for in production: mtls, tls or plain"},
@@ -183,6 +185,7 @@ func (p *parser) levels(cfg *Config) {
 	cfg.RestartBudget = p.intRange("restart-budget", 0, 100)
 	cfg.RestartBackoff = p.duration("restart-backoff", time.Second)
 	cfg.StartGrace = p.duration("start-grace", 0)
+	cfg.ReloadGrace = p.duration("reload-grace", time.Second)
 	cfg.ActionInterval = p.duration("action-interval", 0)
 	cfg.ProductionMinimum = p.level3("production-min-level")
 	cfg.Quarantine = p.labels("quarantine-labels")

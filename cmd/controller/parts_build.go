@@ -37,6 +37,7 @@ func (p *parts) reconciler() *reconcile.ContainerReconciler {
 			BackoffBase:       cfg.RestartBackoff,
 			BackoffMax:        10 * time.Minute,
 			StartGrace:        cfg.StartGrace,
+			ReloadGrace:       cfg.ReloadGrace,
 			Quarantine:        cfg.Quarantine,
 		},
 		Limiter:        &reconcile.Spacing{Interval: cfg.ActionInterval},
