@@ -31,7 +31,11 @@ import (
 
 // coreEnv keeps the level ladder out of the way: these tests are about
 // bundles, and services here opt into report-only drift handling.
-var coreEnv = []string{"CRANK_LOG_FORMAT=json", "CRANK_LOG_LEVEL=debug", "CRANK_PROBE_INTERVAL=5s"}
+var coreEnv = []string{"CRANK_LOG_FORMAT=json", "CRANK_LOG_LEVEL=debug", "CRANK_PROBE_INTERVAL=" + coreProbeInterval.String()}
+
+// coreProbeInterval is how often the controller probes each managed
+// container in these tests.
+const coreProbeInterval = 5 * time.Second
 
 var reportOnly = map[string]string{"crank.security.on-drift": "report"}
 
@@ -153,6 +157,34 @@ func countMsgs(lines []map[string]any, substr string) int {
 		}
 	}
 	return n
+}
+
+// lastProbe returns when the controller last probed container id, as the
+// status API reports it (probe.last_at); zero if never.
+func (f *coreFixture) lastProbe(id string) (time.Time, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	res, err := f.h.HTTPGet(ctx, "http://"+net.JoinHostPort(f.ctrl.IP, "9090")+"/api/v1/status", nil)
+	if err != nil {
+		return time.Time{}, err
+	}
+	var rep struct {
+		Containers []struct {
+			ContainerID string `json:"container_id"`
+			Probe       struct {
+				LastAt time.Time `json:"last_at"`
+			} `json:"probe"`
+		} `json:"containers"`
+	}
+	if err := json.Unmarshal(res.Body, &rep); err != nil || res.Status != 200 {
+		return time.Time{}, fmt.Errorf("status API %d: %v: %.200s", res.Status, err, res.Body)
+	}
+	for _, c := range rep.Containers {
+		if c.ContainerID != "" && (strings.HasPrefix(id, c.ContainerID) || strings.HasPrefix(c.ContainerID, id)) {
+			return c.Probe.LastAt, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("container %.12s not in the status API", id)
 }
 
 // metric reads one unlabelled counter or gauge from /metrics.
@@ -485,18 +517,28 @@ func TestCoreUnmanagedNeverTouched(t *testing.T) {
 	typo := f.service(t, "typo", WithLabels(map[string]string{"crank.security.enable": "yes please"}))
 	// A managed container created after them proves the controller has
 	// processed their events.
-	f.service(t, "sentinel")
+	sentinel := f.service(t, "sentinel")
 	WaitFor(t, 15*time.Second, func() (bool, string) { return f.serverCert("sentinel") != nil, "no bundle for sentinel" })
 	before := map[string]container.InspectResponse{}
 	for _, c := range []*Container{optedOut, outsider, typo} {
 		before[c.ID] = f.h.Inspect(t, c.ID)
 	}
-	// Two probe intervals: the sentinel is probed; the others must not be
-	// acted on in that time either.
-	waitUntil := time.Now().Add(12 * time.Second)
-	for time.Now().Before(waitUntil) {
-		time.Sleep(500 * time.Millisecond)
-	}
+	// Two probes of the sentinel after that are two passes in which the
+	// controller would have acted on the others, were they managed.
+	last, _ := f.lastProbe(sentinel.ID) // zero until its first probe
+	probes := 0
+	WaitFor(t, 4*coreProbeInterval, func() (bool, string) {
+		at, err := f.lastProbe(sentinel.ID)
+		if err != nil {
+			return false, err.Error()
+		}
+		if at.After(last) {
+			last = at
+			probes++
+		}
+		return probes >= 2, fmt.Sprintf("sentinel probed %d times since the unmanaged containers were inspected (last at %s), want 2",
+			probes, last.Format(time.RFC3339Nano))
+	})
 	for _, svc := range []string{"opted-out", "outsider", "typo"} {
 		if _, err := os.Lstat(filepath.Join(f.certs, svc)); err == nil {
 			t.Errorf("got a bundle directory for unmanaged %s, want none", svc)
