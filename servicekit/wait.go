@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -45,12 +46,10 @@ func Wait(ctx context.Context, cfg Config, timeout time.Duration) (Level, error)
 // one WARN and a degraded level in development.
 func giveUp(cfg Config, dir string, m *Material, loadErr error, timeout time.Duration) (Level, error) {
 	var what string
-	var missing []string
 	if loadErr != nil {
 		what = loadErr.Error()
 	} else {
-		what = problemsText(m.Problems(AllFiles()))
-		missing = m.present.missing(AllFiles())
+		what = describeIncomplete(m)
 	}
 	if cfg.Environment == Production {
 		return LevelPlain, fmt.Errorf("%w in %s after %s: %s", ErrIncompleteBundle, dir, timeout, what)
@@ -58,6 +57,19 @@ func giveUp(cfg Config, dir string, m *Material, loadErr error, timeout time.Dur
 	level := m.Level()
 	cfg.Logger.Warn("no complete mTLS bundle; starting degraded",
 		keyService, cfg.Service, keyEnvironment, cfg.Environment, keyCertsDir, dir, keyTimeout, timeout.String(),
-		keyLevel, level, keyMissing, missing, keyProblems, what)
+		keyLevel, level, keyMissing, m.Present().missing(AllFiles()), keyProblems, what)
 	return level, nil
+}
+
+// describeIncomplete says in one line what keeps m from being complete:
+// "missing client.key, ca.crt; tls.crt: expired: ...".
+func describeIncomplete(m *Material) string {
+	var parts []string
+	if missing := m.present.missing(AllFiles()); len(missing) > 0 {
+		parts = append(parts, "missing "+strings.Join(missing, ", "))
+	}
+	if len(m.problems) > 0 {
+		parts = append(parts, problemsText(m.problems))
+	}
+	return strings.Join(parts, "; ")
 }

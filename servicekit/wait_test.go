@@ -27,7 +27,7 @@ func TestWaitInProductionFailsNamingWhatIsMissing(t *testing.T) {
 	if !errors.Is(err, ErrIncompleteBundle) {
 		t.Fatalf("got %s, %v; want an error wrapping ErrIncompleteBundle", level, err)
 	}
-	if !strings.Contains(err.Error(), "client.key: missing") || !strings.Contains(err.Error(), f.dir("api")) {
+	if !strings.HasSuffix(err.Error(), ": missing client.key") || !strings.Contains(err.Error(), f.dir("api")) {
 		t.Errorf("got %q, want it to name the dir and client.key as missing", err)
 	}
 	if w := rec.warnings("", ""); len(w) != 0 {
