@@ -2,9 +2,12 @@ package main
 
 import (
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/crank-platform/crank-mtls-controller/servicekit"
 )
 
 // Mode selects which real-world behaviour the service imitates.
@@ -22,7 +25,8 @@ type config struct {
 	// Service is SERVICE_NAME; required because it names the certs dir and the
 	// client identity in logs.
 	Service string
-	// CertsDir is CERTS_DIR, default /certs/<Service>.
+	// CertsDir is CERTS_DIR; without it, where servicekit.Locate points
+	// (CRANK_CERTS_DIR, /certs/<Service>, /etc/certs/<Service>).
 	CertsDir string
 	// HTTPSAddr and HTTPAddr are listen addresses built from
 	// SERVICE_HTTPS_PORT (default 8443) and SERVICE_PORT (default 8080);
@@ -37,6 +41,18 @@ type config struct {
 	// SIGHUP re-reads its cert files. Without it SIGHUP keeps Go's default
 	// action (exit), like a Python process that never installed a handler.
 	ReloadOnSIGHUP bool
+	// LoadOnce is RELOAD=off: the certificates are read once at start (and
+	// on the reload signal), like uvicorn. The default, RELOAD=watch, takes
+	// each new bundle the controller publishes without a restart. The
+	// controller's tests of the restart-based path need LoadOnce.
+	LoadOnce bool
+	// Poll is how often a watching service looks for a new bundle; zero
+	// means servicekit.DefaultPoll. Tests shorten it.
+	Poll time.Duration
+	// CertsWait is CERTS_WAIT (default 0: don't wait): how long to wait at
+	// start for a complete, consistent bundle before choosing the level.
+	// What the wait ends in follows CRANK_ENVIRONMENT (servicekit.Wait).
+	CertsWait time.Duration
 	// AlsoHTTP is ALSO_HTTP: keep the plain port open next to TLS.
 	AlsoHTTP bool
 	// CallURLs is CALL_URL, comma-separated https URLs a worker calls every
@@ -53,6 +69,11 @@ type config struct {
 	// is running yet answers nothing: what a prober sees during `docker
 	// stop` or `compose down` of a real draining service.
 	Drain time.Duration
+
+	// kit is servicekit's view of the environment (CRANK_ENVIRONMENT, and
+	// CRANK_CERTS_DIR when CERTS_DIR is unset, so a wait can find a bundle
+	// that appears after start). Zero in tests that build a config.
+	kit servicekit.Config
 }
 
 // loadConfig reads the environment through getenv so tests need no real env.
@@ -68,9 +89,12 @@ func loadConfig(getenv func(string) string) (config, error) {
 	if cfg.Service == "" {
 		return config{}, fmt.Errorf("SERVICE_NAME is required")
 	}
-	if cfg.CertsDir == "" {
-		cfg.CertsDir = "/certs/" + cfg.Service
+	kit, err := servicekit.FromEnv(cfg.Service, getenv)
+	if err != nil {
+		return config{}, fmt.Errorf("SERVICE_NAME=%q: %w", cfg.Service, err)
 	}
+	kit.Dir = cfg.CertsDir
+	cfg.kit, cfg.CertsDir = kit, kit.BundleDir()
 	for name, port := range map[string]string{"SERVICE_HTTPS_PORT": cfg.HTTPSPort, "SERVICE_PORT": cfg.HTTPPort} {
 		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
 			return config{}, fmt.Errorf("%s=%q: want a port number 1-65535", name, port)
@@ -89,7 +113,20 @@ func loadConfig(getenv func(string) string) (config, error) {
 	default:
 		return config{}, fmt.Errorf("RELOAD_SIGNAL=%q: only SIGHUP is supported", sig)
 	}
-	var err error
+	switch v := getenv("RELOAD"); v {
+	case "", "watch":
+	case "off":
+		cfg.LoadOnce = true
+	default:
+		return config{}, fmt.Errorf("RELOAD=%q: want watch or off", v)
+	}
+	if v := getenv("CERTS_WAIT"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return config{}, fmt.Errorf("CERTS_WAIT=%q: want a duration such as 30s", v)
+		}
+		cfg.CertsWait = d
+	}
 	if cfg.AlsoHTTP, err = boolEnv(getenv, "ALSO_HTTP"); err != nil {
 		return config{}, err
 	}
@@ -140,4 +177,32 @@ func boolEnv(getenv func(string) string, name string) (bool, error) {
 		return false, fmt.Errorf("%s=%q: want 1/0/true/false", name, v)
 	}
 	return b, nil
+}
+
+// waitConfig is the kit config a start-up wait uses: without CERTS_DIR it
+// applies Locate's rules again on every look.
+func (cfg config) waitConfig(logger *slog.Logger) servicekit.Config {
+	kc := cfg.kit
+	if kc.Service == "" {
+		kc = servicekit.Config{Service: cfg.Service, Dir: cfg.CertsDir}
+	}
+	kc.Logger, kc.Poll = logger, cfg.Poll
+	return kc
+}
+
+// sourceConfig is the kit config of the Source serving from CertsDir,
+// which must keep holding the files the level was chosen on.
+func (cfg config) sourceConfig(logger *slog.Logger, require servicekit.FileSet) servicekit.Config {
+	return servicekit.Config{
+		Service: cfg.Service, Dir: cfg.CertsDir, Environment: cfg.kit.Environment,
+		Logger: logger, Poll: cfg.Poll, LoadOnce: cfg.LoadOnce, Require: require,
+	}
+}
+
+// reloadName is how /bootinfo reports the reload mode.
+func (cfg config) reloadName() string {
+	if cfg.LoadOnce {
+		return "off"
+	}
+	return "watch"
 }

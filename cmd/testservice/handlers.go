@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -29,7 +30,8 @@ func (a *app) handleHealth(w http.ResponseWriter, r *http.Request) {
 }
 
 // bootInfoResponse is GET /bootinfo. ServedCert is the leaf served NOW (it
-// changes after a SIGHUP reload), so tests can compare it with the files.
+// changes when a new bundle is taken, or after a SIGHUP reload), so tests
+// can compare it with the files.
 type bootInfoResponse struct {
 	bootInfo
 	ServedCert string `json:"served_cert_sha256"`
@@ -57,8 +59,8 @@ const (
 )
 
 // handleCall makes the request a worker makes to the platform: mTLS with
-// client.crt/client.key, trusting only ca.crt, ServerName from the URL. The
-// files are read per call, so a rotated client cert is used at once.
+// client.crt/client.key, trusting only ca.crt, ServerName from the URL,
+// always with the bundle current at that moment (see peerClient).
 func (a *app) handleCall(w http.ResponseWriter, r *http.Request) {
 	res, status := a.callPeer(r.Context(), r.URL.Query().Get("url"))
 	writeJSON(w, status, res)
@@ -71,14 +73,9 @@ func (a *app) callPeer(ctx context.Context, raw string) (callResponse, int) {
 	if err != nil || u.Scheme != "https" || u.Hostname() == "" {
 		return callResponse{URL: raw, Error: "url must be an absolute https URL"}, http.StatusBadRequest
 	}
-	tlsCfg, err := clientTLSConfig(a.cfg.CertsDir, u.Hostname(), true)
+	client, err := a.peerClient(u.Hostname())
 	if err != nil {
 		return callResponse{URL: raw, Error: err.Error()}, statusNoClientCert
-	}
-	client := &http.Client{
-		Timeout:       callTimeout,
-		Transport:     &http.Transport{TLSClientConfig: tlsCfg, DisableKeepAlives: true},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
@@ -94,6 +91,31 @@ func (a *app) callPeer(ctx context.Context, raw string) (callResponse, int) {
 		return callResponse{URL: raw, Status: resp.StatusCode, Error: err.Error()}, statusCallFailed
 	}
 	return callResponse{URL: raw, Status: resp.StatusCode, Body: string(body)}, http.StatusOK
+}
+
+// peerClient is the client for one call to host, or why there is none
+// (our own client material is missing). A service following its bundle
+// dials each call with the Source's current material. Otherwise the files
+// are read per call, as before the kit: a load-once server still presents
+// a renewed client cert at once, and a plain-booted worker uses certs
+// that appeared after it started. Each call is a new connection either
+// way, so every call proves a handshake.
+func (a *app) peerClient(host string) (*http.Client, error) {
+	if a.peers != nil {
+		if _, err := a.src.Current().ClientConfig(host, true); err != nil {
+			return nil, fmt.Errorf("%s: %w", a.src.Dir(), err)
+		}
+		return a.peers, nil
+	}
+	tlsCfg, err := clientTLSConfig(a.cfg.CertsDir, host, true)
+	if err != nil {
+		return nil, err
+	}
+	return &http.Client{
+		Timeout:       callTimeout,
+		Transport:     &http.Transport{TLSClientConfig: tlsCfg, DisableKeepAlives: true},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}, nil
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

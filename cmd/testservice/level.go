@@ -1,47 +1,29 @@
 package main
 
 import (
-	"errors"
-	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
-	"strings"
+	"github.com/crank-platform/crank-mtls-controller/servicekit"
 )
 
-// Bundle file names (Kubernetes TLS naming, same as the controller writes).
+// Bundle file names, as servicekit reads them.
 const (
-	fileServerCert = "tls.crt"
-	fileServerKey  = "tls.key"
-	fileClientCert = "client.crt"
-	fileClientKey  = "client.key"
-	fileCA         = "ca.crt"
+	fileServerCert = servicekit.FileServerCert
+	fileServerKey  = servicekit.FileServerKey
+	fileClientCert = servicekit.FileClientCert
+	fileClientKey  = servicekit.FileClientKey
+	fileCA         = servicekit.FileCA
 )
-
-var bundleFiles = []string{fileServerCert, fileServerKey, fileClientCert, fileClientKey, fileCA}
 
 // Level is the security level the service actually serves.
-type Level string
+type Level = servicekit.Level
 
 const (
-	LevelMTLS  Level = "mtls"
-	LevelTLS   Level = "tls"
-	LevelPlain Level = "plain"
+	LevelMTLS  = servicekit.LevelMTLS
+	LevelTLS   = servicekit.LevelTLS
+	LevelPlain = servicekit.LevelPlain
 )
 
 // fileSet is the set of bundle file names present in the certs dir.
-type fileSet map[string]bool
-
-// names returns the present names in a stable order, for logs and /bootinfo.
-func (s fileSet) names() []string {
-	out := []string{}
-	for _, n := range bundleFiles {
-		if s[n] {
-			out = append(out, n)
-		}
-	}
-	return out
-}
+type fileSet = servicekit.FileSet
 
 // decision is what the service chose at boot, and why.
 type decision struct {
@@ -52,8 +34,8 @@ type decision struct {
 }
 
 // decide is the pure boot-time choice: mode plus the files present -> level.
-// Client cert files never change the server's level; they only matter for
-// outgoing calls.
+// Adaptive mode is servicekit's choice; the other modes imitate services
+// that ignore or misuse their certs.
 func decide(mode Mode, present fileSet) decision {
 	serverPair := present[fileServerCert] && present[fileServerKey]
 	switch mode {
@@ -66,37 +48,6 @@ func decide(mode Mode, present fileSet) decision {
 		return decision{Level: LevelTLS, SelfSigned: true,
 			Reason: "theater mode: no server cert and key, serving an in-memory self-signed cert and accepting any client"}
 	}
-	switch {
-	case serverPair && present[fileCA]:
-		return decision{Level: LevelMTLS, Reason: "full bundle present"}
-	case serverPair:
-		return decision{Level: LevelTLS, Reason: "tls.crt and tls.key present but no ca.crt: TLS without client auth"}
-	}
-	var missing []string
-	for _, n := range []string{fileServerCert, fileServerKey} {
-		if !present[n] {
-			missing = append(missing, n)
-		}
-	}
-	return decision{Level: LevelPlain, Reason: fmt.Sprintf("no usable server cert (missing %s): plain HTTP", strings.Join(missing, ", "))}
-}
-
-// scanFiles reports which bundle files exist in dir. It follows symlinks
-// (the controller's visible files point into ..data), so a dangling link
-// counts as absent. A missing dir is simply an empty set: services start
-// before anyone wrote certs for them.
-func scanFiles(dir string) (fileSet, error) {
-	present := fileSet{}
-	for _, n := range bundleFiles {
-		fi, err := os.Stat(filepath.Join(dir, n))
-		switch {
-		case err == nil && fi.Mode().IsRegular():
-			present[n] = true
-		case err == nil, errors.Is(err, fs.ErrNotExist):
-		default:
-			// Unreadable dir (permissions): report it rather than guess.
-			return nil, fmt.Errorf("checking %s: %w", n, err)
-		}
-	}
-	return present, nil
+	d := servicekit.DecideLevel(present)
+	return decision{Level: d.Level, Reason: d.Message}
 }

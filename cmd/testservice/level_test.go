@@ -2,6 +2,7 @@ package main
 
 import (
 	"testing"
+	"time"
 )
 
 func TestDecide(t *testing.T) {
@@ -76,6 +77,9 @@ func TestLoadConfig(t *testing.T) {
 		wantErr bool
 		// wantCertsDir, wantHTTPS: derived defaults (checked when no error).
 		wantCertsDir, wantHTTPS string
+		// wantLoadOnce: RELOAD=off; wantWait: CERTS_WAIT (checked when no error).
+		wantLoadOnce bool
+		wantWait     time.Duration
 	}{
 		"should default the certs dir and ports from the service name": {
 			getenv: env("SERVICE_NAME", "platform"), wantCertsDir: "/certs/platform", wantHTTPS: ":8443",
@@ -99,6 +103,27 @@ func TestLoadConfig(t *testing.T) {
 			getenv:       env("SERVICE_NAME", "a", "CALL_URL", "https://platform:8443/health, https://streaming:8443/health"),
 			wantCertsDir: "/certs/a", wantHTTPS: ":8443",
 		},
+		"should take new bundles without a restart by default": {
+			getenv: env("SERVICE_NAME", "a", "RELOAD", "watch"), wantCertsDir: "/certs/a", wantHTTPS: ":8443",
+		},
+		"should load once with RELOAD=off, for the restart-based path": {
+			getenv: env("SERVICE_NAME", "a", "RELOAD", "off"), wantCertsDir: "/certs/a", wantHTTPS: ":8443", wantLoadOnce: true,
+		},
+		"should reject a reload mode it does not know": {getenv: env("SERVICE_NAME", "a", "RELOAD", "sometimes"), wantErr: true},
+		"should find the bundle under CRANK_CERTS_DIR, the kit's variable": {
+			getenv: env("SERVICE_NAME", "a", "CRANK_CERTS_DIR", "/run/certs"), wantCertsDir: "/run/certs/a", wantHTTPS: ":8443",
+		},
+		"should prefer CERTS_DIR to CRANK_CERTS_DIR": {
+			getenv:       env("SERVICE_NAME", "a", "CRANK_CERTS_DIR", "/run/certs", "CERTS_DIR", "/own"),
+			wantCertsDir: "/own", wantHTTPS: ":8443",
+		},
+		"should parse a start-up wait for the bundle": {
+			getenv: env("SERVICE_NAME", "a", "CERTS_WAIT", "30s"), wantCertsDir: "/certs/a", wantHTTPS: ":8443", wantWait: 30 * time.Second,
+		},
+		"should reject a start-up wait that is not a duration": {getenv: env("SERVICE_NAME", "a", "CERTS_WAIT", "30"), wantErr: true},
+		"should reject an unknown CRANK_ENVIRONMENT": {
+			getenv: env("SERVICE_NAME", "a", "CRANK_ENVIRONMENT", "staging"), wantErr: true,
+		},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -109,6 +134,9 @@ func TestLoadConfig(t *testing.T) {
 			}
 			if err == nil && (got.CertsDir != tc.wantCertsDir || got.HTTPSAddr != tc.wantHTTPS) {
 				t.Errorf("got certs dir %q https %q, want %q %q", got.CertsDir, got.HTTPSAddr, tc.wantCertsDir, tc.wantHTTPS)
+			}
+			if err == nil && (got.LoadOnce != tc.wantLoadOnce || got.CertsWait != tc.wantWait) {
+				t.Errorf("got load once %v wait %s, want %v %s", got.LoadOnce, got.CertsWait, tc.wantLoadOnce, tc.wantWait)
 			}
 		})
 	}

@@ -9,6 +9,8 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+
+	"github.com/crank-platform/crank-mtls-controller/servicekit"
 )
 
 func main() {
@@ -57,10 +59,15 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 func serve(cfg config, logger *slog.Logger) error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
+	cfg, err := waitForCerts(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
 	a, err := newApp(cfg, logger, time.Now)
 	if err != nil {
 		return err
 	}
+	defer a.close()
 	if err := a.listen(); err != nil {
 		return err
 	}
@@ -85,4 +92,20 @@ func serve(cfg config, logger *slog.Logger) error {
 	err = a.runThenDrain(ctx)
 	logger.Info("stopped", keyService, cfg.Service)
 	return err
+}
+
+// waitForCerts holds the start for up to CERTS_WAIT until the bundle is
+// complete and consistent (servicekit.Wait): in production an incomplete
+// bundle is then an error, in development one WARN and the start goes
+// on. It returns cfg with the certs dir where the bundle was found.
+func waitForCerts(ctx context.Context, cfg config, logger *slog.Logger) (config, error) {
+	if cfg.CertsWait <= 0 {
+		return cfg, nil
+	}
+	kc := cfg.waitConfig(logger)
+	if _, err := servicekit.Wait(ctx, kc, cfg.CertsWait); err != nil {
+		return cfg, err
+	}
+	cfg.CertsDir = kc.BundleDir()
+	return cfg, nil
 }

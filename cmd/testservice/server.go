@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/crank-platform/crank-mtls-controller/servicekit"
 )
 
 // Log keys, in one place.
@@ -26,6 +28,8 @@ const (
 	keyURL         = "url"
 	keyStatus      = "status"
 	keyDrain       = "drain"
+	keyReload      = "reload"
+	keyGeneration  = "generation"
 )
 
 // shutdownGrace bounds graceful shutdown so `docker stop` returns in well
@@ -38,14 +42,23 @@ type bootInfo struct {
 	CertsAtBoot bool      `json:"certs_at_boot"`
 	FilesSeen   []string  `json:"files_seen_at_boot"`
 	StartedAt   time.Time `json:"started_at"`
+	// Reload is "watch" (new bundles are taken without a restart) or
+	// "off" (RELOAD=off: loaded once, like uvicorn).
+	Reload string `json:"reload"`
 }
 
 // app is one running service: the boot decision plus its listeners.
 type app struct {
-	cfg    config
-	dec    decision
-	boot   bootInfo
-	tls    *tlsServer // nil at level plain
+	cfg  config
+	dec  decision
+	boot bootInfo
+	// current is the material handshakes get now; nil at level plain.
+	current func() *servicekit.Material
+	// src serves the bundle's files; nil at level plain and for a
+	// self-signed cert.
+	src *servicekit.Source
+	// peers makes the worker's calls when src follows new bundles.
+	peers  *http.Client
 	logger *slog.Logger
 	now    func() time.Time
 
@@ -59,71 +72,103 @@ type app struct {
 	after func(time.Duration) <-chan time.Time
 }
 
-// newApp gathers (scans the certs dir), decides, and loads the material.
+// newApp gathers (scans the certs dir), decides, and opens the material.
 func newApp(cfg config, logger *slog.Logger, now func() time.Time) (*app, error) {
-	present, err := scanFiles(cfg.CertsDir)
+	present, err := servicekit.Present(cfg.CertsDir)
 	if err != nil {
 		return nil, fmt.Errorf("scanning %s: %w", cfg.CertsDir, err)
 	}
 	a := &app{cfg: cfg, dec: decide(cfg.Mode, present), logger: logger, now: now, after: time.After}
 	a.boot = bootInfo{
 		CertsAtBoot: present[fileServerCert] && present[fileServerKey],
-		FilesSeen:   present.names(),
+		FilesSeen:   present.Names(),
 		StartedAt:   now().UTC(),
+		Reload:      cfg.reloadName(),
 	}
 	logger.Info("security level chosen",
 		keyService, cfg.Service, keyMode, cfg.Mode, keyLevel, a.dec.Level, keyReason, a.dec.Reason,
-		keyCertsDir, cfg.CertsDir, keyFiles, a.boot.FilesSeen)
-	if a.dec.Level != LevelPlain {
-		m, err := loadMaterial(cfg, a.dec, now())
-		if err != nil {
-			return nil, err
-		}
-		a.tls = &tlsServer{}
-		a.tls.cur.Store(m)
-		logger.Info("serving certificate", keyFingerprint, m.fingerprint)
+		keyCertsDir, cfg.CertsDir, keyFiles, a.boot.FilesSeen, keyReload, a.boot.Reload)
+	if a.dec.Level == LevelPlain {
+		return a, nil
 	}
+	if err := a.openMaterial(present); err != nil {
+		return nil, err
+	}
+	logger.Info("serving certificate", keyFingerprint, a.servedFingerprint(), keyGeneration, a.current().Generation)
 	return a, nil
 }
 
-// reload re-reads the cert files for the level chosen at boot. The level
-// itself never changes at runtime (a process can't turn its HTTP port into
-// HTTPS), and a failed reload keeps serving the old material.
+// openMaterial loads what the level serves. A present but broken bundle is
+// an error: like uvicorn with a bad ssl_certfile, the service refuses to
+// start rather than silently downgrade. The Source must keep holding every
+// file the level was chosen on.
+func (a *app) openMaterial(present fileSet) error {
+	if a.dec.SelfSigned {
+		m, err := selfSignedMaterial(a.cfg.Service, a.now())
+		if err != nil {
+			return err
+		}
+		a.current = func() *servicekit.Material { return m }
+		return nil
+	}
+	src, err := servicekit.NewSource(context.Background(), a.cfg.sourceConfig(a.logger, present))
+	if err != nil {
+		return fmt.Errorf("loading certs: %w", err)
+	}
+	a.src, a.current = src, src.Current
+	if !a.cfg.LoadOnce {
+		a.peers = &http.Client{
+			Timeout:       callTimeout,
+			Transport:     src.Transport(&http.Transport{DisableKeepAlives: true}),
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+	}
+	return nil
+}
+
+// close stops following the bundle.
+func (a *app) close() {
+	if a.src != nil {
+		a.src.Close()
+	}
+}
+
+// reload re-reads the cert files for the level chosen at boot (the reload
+// signal). The level itself never changes at runtime (a process can't turn
+// its HTTP port into HTTPS), and a failed reload keeps serving the old
+// material.
 func (a *app) reload() error {
-	if a.tls == nil {
+	if a.current == nil {
 		return fmt.Errorf("nothing to reload: serving plain HTTP since boot")
 	}
-	if a.dec.SelfSigned {
+	if a.src == nil {
 		return fmt.Errorf("nothing to reload: serving a self-signed cert")
 	}
-	m, err := loadMaterial(a.cfg, a.dec, a.now())
-	if err != nil {
+	if err := a.src.Reload(); err != nil {
 		return fmt.Errorf("reloading certs: %w", err)
 	}
-	a.tls.cur.Store(m)
-	a.logger.Info("certificates reloaded", keyLevel, a.dec.Level, keyFingerprint, m.fingerprint)
 	return nil
 }
 
 // servedFingerprint is the leaf handshakes get now ("" at level plain).
 func (a *app) servedFingerprint() string {
-	if a.tls == nil {
+	if a.current == nil {
 		return ""
 	}
-	return a.tls.cur.Load().fingerprint
+	return a.current().ServerFingerprint()
 }
 
 // listen opens the ports the level calls for: HTTPS unless plain; HTTP when
 // plain, or next to TLS only with ALSO_HTTP.
 func (a *app) listen() error {
-	if a.tls != nil {
+	if a.current != nil {
 		ln, err := net.Listen("tcp", a.cfg.HTTPSAddr)
 		if err != nil {
 			return fmt.Errorf("listening for https: %w", err)
 		}
-		a.httpsLn = tls.NewListener(ln, a.tls.config())
+		a.httpsLn = tls.NewListener(ln, serverTLSConfig(a.current, a.dec.Level))
 	}
-	if a.tls == nil || a.cfg.AlsoHTTP {
+	if a.current == nil || a.cfg.AlsoHTTP {
 		ln, err := net.Listen("tcp", a.cfg.HTTPAddr)
 		if err != nil {
 			a.closeListeners()

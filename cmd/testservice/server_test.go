@@ -118,6 +118,7 @@ func startApp(t *testing.T, cfg config) *app {
 	done := make(chan error, 1)
 	go func() { done <- a.run(ctx) }()
 	t.Cleanup(func() {
+		defer a.close()
 		cancel()
 		select {
 		case err := <-done:
@@ -152,7 +153,8 @@ func TestAdaptiveMTLSInProcess(t *testing.T) {
 	clientCert, clientKey := ca.issue(t, "worker", x509.ExtKeyUsageClientAuth)
 	writeFiles(t, dir, map[string][]byte{fileCA: ca.pem, fileClientCert: clientCert, fileClientKey: clientKey})
 
-	a := startApp(t, config{Service: "svc", CertsDir: dir, Mode: ModeAdaptive})
+	// RELOAD=off: the restart-based path the controller's e2e tests need.
+	a := startApp(t, config{Service: "svc", CertsDir: dir, Mode: ModeAdaptive, LoadOnce: true})
 	if a.httpLn != nil {
 		t.Errorf("got plain HTTP listener at level mtls, want none without ALSO_HTTP")
 	}
@@ -181,8 +183,8 @@ func TestAdaptiveMTLSInProcess(t *testing.T) {
 	if err := getJSON(t, client, base+"/bootinfo", &boot); err != nil {
 		t.Fatalf("GET /bootinfo: %v", err)
 	}
-	if boot.ServedCert != servedSum || !boot.StartedAt.Equal(testNow) || len(boot.FilesSeen) != 5 {
-		t.Errorf("got bootinfo %+v, want served %s, started %s, 5 files", boot, servedSum, testNow)
+	if boot.ServedCert != servedSum || !boot.StartedAt.Equal(testNow) || len(boot.FilesSeen) != 5 || boot.Reload != "off" {
+		t.Errorf("got bootinfo %+v, want served %s, started %s, 5 files, reload off", boot, servedSum, testNow)
 	}
 
 	// /call makes an mTLS request with client.crt; calling itself proves it.
@@ -196,7 +198,11 @@ func TestAdaptiveMTLSInProcess(t *testing.T) {
 
 	t.Run("websocket echo over mtls", func(t *testing.T) { checkWSEcho(t, a.httpsLn.Addr().String(), tlsCfg) })
 
-	// Without a reload signal the process keeps what it loaded at boot, like uvicorn.
+	// With RELOAD=off and no reload signal the process keeps what it
+	// loaded at boot, like uvicorn: there is no watcher to take the files.
+	if kc := a.cfg.sourceConfig(nil, nil); a.src == nil || !kc.LoadOnce {
+		t.Fatalf("got a source %v with LoadOnce %v, want a source that loads once", a.src != nil, kc.LoadOnce)
+	}
 	newSum := writeServerPair(t, ca, dir)
 	if got := a.servedFingerprint(); got != servedSum {
 		t.Errorf("got served %s before reload, want the boot cert %s", got, servedSum)

@@ -8,10 +8,11 @@ import (
 )
 
 // callLoop is the worker side of the seed: every CallInterval it calls each
-// CALL_URL over mTLS with its own client certificate, reading the bundle
-// per call so renewed or rotated certs are used at once. Each outcome is
-// counted (see /bootinfo) and failures are logged, so a test can count the
-// requests lost during a rotation.
+// CALL_URL over mTLS with its own client certificate, on a new connection
+// with the bundle current at that call (see peerClient), so renewed or
+// rotated certs are used at once. Each outcome is counted (see /bootinfo)
+// and failures are logged, so a test can count the requests lost during a
+// rotation.
 func (a *app) callLoop(ctx context.Context) {
 	if len(a.cfg.CallURLs) == 0 {
 		return
