@@ -108,11 +108,12 @@ func checkServiceName(service string) error {
 	return nil
 }
 
-// Locate returns the bundle directory of service:
+// Locate returns the bundle directory of service. A directory holds a
+// bundle when it has ..data or any bundle file, as the Python kit decides.
 //
-//   - CRANK_CERTS_DIR set: that directory itself if it holds a bundle
-//     (tls.crt or ..data), as when a volume subpath is mounted there;
-//     otherwise it is a root, and the bundle is <root>/<service>;
+//   - CRANK_CERTS_DIR set: that directory itself if it holds a bundle, as
+//     when a volume subpath is mounted there; otherwise it is a root, and
+//     the bundle is <root>/<service>;
 //   - otherwise the first of /certs/<service> and /etc/certs/<service>
 //     that holds a bundle, else the first that exists, else
 //     /certs/<service>.
@@ -151,10 +152,11 @@ func locate(service, certsDir string, look func(dir string) dirState) string {
 	return candidates[0]
 }
 
-// lookDir classifies dir. An entry named tls.crt or ..data counts, even a
-// dangling link: it is the bundle's place, whatever state it is in.
+// lookDir classifies dir. An entry named ..data or like a bundle file
+// counts, even a dangling link: it is the bundle's place, whatever state
+// it is in.
 func lookDir(dir string) dirState {
-	for _, name := range []string{dataLink, FileServerCert} {
+	for _, name := range append([]string{dataLink}, fileOrder...) {
 		if _, err := os.Lstat(filepath.Join(dir, name)); err == nil {
 			return dirHasBundle
 		}

@@ -62,6 +62,11 @@ func TestLookDirSeesALinkedBundle(t *testing.T) {
 	if got := lookDir(root); got != dirHasBundle {
 		t.Errorf("got %d for a dir with a dangling ..data, want dirHasBundle", got)
 	}
+	caOnly := t.TempDir()
+	must(t, os.WriteFile(filepath.Join(caOnly, FileCA), nil, 0o644))
+	if got := lookDir(caOnly); got != dirHasBundle {
+		t.Errorf("got %d for a dir holding only ca.crt, want dirHasBundle", got)
+	}
 }
 
 func TestFromEnv(t *testing.T) {
