@@ -151,7 +151,11 @@ func (h *Harness) create(t testing.TB, s *serviceSpec) *Container {
 	}
 	var defaults []string
 	if s.role == "service" {
-		defaults = []string{"SERVICE_NAME=" + cmp.Or(s.service, s.name)}
+		// The test service loads its bundle once, as the Python services
+		// the controller was built for do, unless a test asks for the
+		// service kit's hot reload (RELOAD=watch): the restart-based path
+		// is what most scenarios measure.
+		defaults = []string{"SERVICE_NAME=" + cmp.Or(s.service, s.name), "RELOAD=off"}
 	}
 	cfg := &container.Config{Image: s.image, Env: mergeEnv(defaults, s.env),
 		Labels: s.labels, User: s.user, Cmd: s.cmd, Healthcheck: s.health}

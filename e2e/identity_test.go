@@ -37,18 +37,23 @@ func TestIdentityHostileTenantsGetNothingOfPlatform(t *testing.T) {
 	h := H(t)
 	project := tnProject(t, h, "e2eident")
 	foreign := project + "-foreign"
+	// The victim's name is unique to the run: the foreign claimant opts in
+	// with crank.security.enable=true, so every controller on the engine
+	// (those of tests running alongside) manages it, and it must not take a
+	// name another test's service holds.
+	victim := "platform-" + project[len(project)-6:]
 	netName := tnNetwork(t, h, project+"-net")
 	// Built before the controller starts, so no build runs inside a measured
 	// interval; its cleanup removes the image's containers, then the image.
-	imageTag := tnImageWithLabels(t, h, project+"-intruder:latest", map[string]string{"crank.security.service": "platform"})
+	imageTag := tnImageWithLabels(t, h, project+"-intruder:latest", map[string]string{"crank.security.service": victim})
 	f := tnStartController(t, h, project, netName, certs, "CRANK_MODE=enforce")
 
 	// A healthy platform at mtls, whose keys belong to 2000:2000 (its User).
-	platform := h.RunService(t, WithService("platform"), WithProject(project), WithNetwork(netName),
+	platform := h.RunService(t, WithService(victim), WithProject(project), WithNetwork(netName),
 		WithCertsMount(certs, "/certs"), WithUser(identPlatformOwner), CreateOnly())
 	f.startService(t, platform)
 	WaitFor(t, lvDeadline, func() (bool, string) { return f.checkMTLS(t, platform) })
-	before, err := tnReadBundle(certs, "platform")
+	before, err := tnReadBundle(certs, victim)
 	if err != nil {
 		t.Fatalf("reading platform's bundle: %v", err)
 	}
@@ -67,7 +72,7 @@ func TestIdentityHostileTenantsGetNothingOfPlatform(t *testing.T) {
 		return ""
 	})
 	chowned := tnStartMonitor(t, "platform is never chowned to an attacker", 100*time.Millisecond, func() string {
-		return strings.Join(tnOwnedBy(filepath.Join(certs, "platform"), identAttackerUID), ", ")
+		return strings.Join(tnOwnedBy(filepath.Join(certs, victim), identAttackerUID), ", ")
 	})
 
 	attackStart := time.Now()
@@ -79,13 +84,13 @@ func TestIdentityHostileTenantsGetNothingOfPlatform(t *testing.T) {
 			WithLabels(map[string]string{"crank.security.on-drift": "report"})}
 		return h.RunService(t, append(base, opts...)...)
 	}
-	claim := map[string]string{"crank.security.service": "platform"}
+	claim := map[string]string{"crank.security.service": victim}
 	byLabel := attacker("intruder-label", WithNetwork(netName), WithLabels(claim))
 	byForeignLabel := attacker("intruder-foreign", WithNetwork(netName), WithProject(foreign),
-		WithLabels(map[string]string{"crank.security.service": "platform", "crank.security.enable": "true"}))
+		WithLabels(map[string]string{"crank.security.service": victim, "crank.security.enable": "true"}))
 	byImage := attacker("intruder-image", WithNetwork(netName),
 		WithConfig(func(c *container.Config, _ *container.HostConfig) { c.Image = imageTag }))
-	byAlias := attacker("intruder-alias", WithNetwork(netName, "platform"))
+	byAlias := attacker("intruder-alias", WithNetwork(netName, victim))
 	tenant := attacker("tenant", WithNetwork(netName))
 
 	// The tenant, once it has its bundle, swaps tls.key in its current
@@ -105,7 +110,7 @@ func TestIdentityHostileTenantsGetNothingOfPlatform(t *testing.T) {
 		tenantGen = gen
 		return true, ""
 	})
-	platformGen, err := tnGeneration(filepath.Join(certs, "platform"))
+	platformGen, err := tnGeneration(filepath.Join(certs, victim))
 	if err != nil {
 		t.Fatalf("platform's generation: %v", err)
 	}
@@ -116,7 +121,7 @@ func TestIdentityHostileTenantsGetNothingOfPlatform(t *testing.T) {
 	// file it cannot write; root in the tenant's container can, and so can
 	// uid 1000 on a host that turned the protection off.
 	if out, err := tnExec(h, tenant.ID, "0:0", "/testservice", "link",
-		"/certs/platform/"+platformGen+"/client.key", "/certs/tenant/"+tenantGen+"/client.key"); err != nil {
+		"/certs/"+victim+"/"+platformGen+"/client.key", "/certs/tenant/"+tenantGen+"/client.key"); err != nil {
 		t.Fatalf("planting the hard link: %v %s", err, out)
 	}
 	planted := time.Now()
@@ -142,7 +147,7 @@ func TestIdentityHostileTenantsGetNothingOfPlatform(t *testing.T) {
 		return len(missing) == 0 && n >= 2, fmt.Sprintf("attackers not in the status: %v; platform probed %d times since the plant, want 2\n%s",
 			missing, n, f.logTail(t))
 	})
-	identCheckPlatformUnchanged(t, certs, before)
+	identCheckPlatformUnchanged(t, certs, victim, before)
 
 	// Each attack is reported with its reason.
 	want := map[string]tnFinding{
@@ -188,7 +193,7 @@ func TestIdentityHostileTenantsGetNothingOfPlatform(t *testing.T) {
 	}
 	for _, name := range []string{"intruder-label", "intruder-foreign"} {
 		fd, _ := reported[name].finding("identity", "identity-conflict")
-		if !strings.Contains(fd.Message, "platform") || !strings.Contains(fd.Message, project) {
+		if !strings.Contains(fd.Message, victim) || !strings.Contains(fd.Message, project) {
 			t.Errorf("%s: got identity-conflict message %q, want it to name the owner (service platform of project %s)", name, fd.Message, project)
 		}
 	}
@@ -217,19 +222,19 @@ func TestIdentityHostileTenantsGetNothingOfPlatform(t *testing.T) {
 	// holds its own identity.
 	if alias, err := tnReadBundle(certs, "intruder-alias"); err != nil {
 		t.Errorf("intruder-alias: got no bundle of its own (%v), want one without the alias platform", err)
-	} else if slices.Contains(alias.SANs, "platform") || !slices.Contains(alias.SANs, "intruder-alias") {
+	} else if slices.Contains(alias.SANs, victim) || !slices.Contains(alias.SANs, "intruder-alias") {
 		t.Errorf("intruder-alias: got SANs %v, want intruder-alias and not platform", alias.SANs)
 	}
 	if img, err := tnReadBundle(certs, "intruder-image"); err != nil {
 		t.Errorf("intruder-image: got no bundle of its own (%v), want one under its compose service name", err)
-	} else if slices.Contains(img.SANs, "platform") {
+	} else if slices.Contains(img.SANs, victim) {
 		t.Errorf("intruder-image: got SANs %v, want platform not among them", img.SANs)
 	}
 
 	// Nothing happened to platform: after two more probes it still holds
 	// its bundle, owned as before, and serves it.
 	tnWaitProbed(t, f, platform.ID, time.Now(), 2)
-	identCheckPlatformUnchanged(t, certs, before)
+	identCheckPlatformUnchanged(t, certs, victim, before)
 	WaitFor(t, 30*time.Second, func() (bool, string) { return f.checkMTLS(t, platform) })
 
 	// The workers are free: a service created now gets its bundle in the
@@ -252,9 +257,9 @@ func TestIdentityHostileTenantsGetNothingOfPlatform(t *testing.T) {
 
 // identCheckPlatformUnchanged compares platform's bundle on disk with the
 // one it had before the attacks.
-func identCheckPlatformUnchanged(t *testing.T, certs string, before tnBundle) {
+func identCheckPlatformUnchanged(t *testing.T, certs, victim string, before tnBundle) {
 	t.Helper()
-	now, err := tnReadBundle(certs, "platform")
+	now, err := tnReadBundle(certs, victim)
 	if err != nil {
 		t.Errorf("reading platform's bundle: %v", err)
 		return
