@@ -23,13 +23,6 @@ func withImageLabel(k, v string) containerOpt {
 	}
 }
 
-func withComposeLabels() containerOpt {
-	return func(c *dockerwatch.Container) {
-		c.Labels[dockerwatch.LabelComposeProject] = c.Project
-		c.Labels[dockerwatch.LabelComposeService] = c.Service
-	}
-}
-
 func TestTrustedLabels(t *testing.T) {
 	t.Parallel()
 	tests := map[string]struct {

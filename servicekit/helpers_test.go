@@ -35,10 +35,6 @@ type volumeFixture struct {
 type fixtureOption func(*volumeFixture)
 
 // withAuthority issues from ca instead of a fresh CA.
-func withAuthority(ca *certs.Authority) fixtureOption {
-	return func(f *volumeFixture) { f.ca = ca }
-}
-
 func newVolume(t *testing.T, opts ...fixtureOption) *volumeFixture {
 	t.Helper()
 	root := t.TempDir()
