@@ -19,8 +19,8 @@ func (r *ContainerReconciler) gatherBundle(p *pass) error {
 	if ownerGap != "" {
 		p.log.Warn("bundle ownership", keyReason, ownerGap)
 	}
-	if p.records, err = r.Records.List(); err != nil {
-		return fmt.Errorf("listing state records: %w", err)
+	if p.records, err = r.Records.ListService(p.service); err != nil {
+		return fmt.Errorf("listing the records of %s: %w", p.service, err)
 	}
 	identity := IdentityFor(p.c, p.service, r.TrustDomain, replicaNames(p.records, p.service, p.c.ID))
 	var dropped []IdentityFinding

@@ -23,7 +23,7 @@ type pass struct {
 	idFindings []IdentityFinding
 
 	// Gathered by gatherBundle.
-	records  []state.Record // every record, for the service's replicas
+	records  []state.Record // the service's records: its replicas'
 	owner    certs.Owner    // who must own the keys
 	keyOwner string         // owner as "uid:gid", "" when unknown
 	expect   certs.Expectation

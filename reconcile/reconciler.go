@@ -36,7 +36,9 @@ type RecordStore interface {
 	Get(id string) (state.Record, bool, error)
 	Put(r state.Record) error
 	Delete(id string) error
-	List() ([]state.Record, error)
+	// ListService returns the records of one service's containers, through
+	// an index: its cost follows the service's replicas, not the stack.
+	ListService(service string) ([]state.Record, error)
 }
 
 // Metrics receives what a reconcile did. A nil Metrics is valid.

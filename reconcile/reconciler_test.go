@@ -85,12 +85,14 @@ func (f *fakeRecords) Delete(id string) error {
 	return nil
 }
 
-func (f *fakeRecords) List() ([]state.Record, error) {
+func (f *fakeRecords) ListService(service string) ([]state.Record, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var out []state.Record
 	for _, r := range f.recs {
-		out = append(out, r)
+		if r.Service == service {
+			out = append(out, r)
+		}
 	}
 	return out, nil
 }

@@ -23,7 +23,14 @@
 // service to be reissued and re-trusted; losing this file only costs a
 // re-observation pass.
 //
+// Besides the records, a services bucket indexes them by service, so the
+// replicas of one service are found without reading the whole store
+// (ListService), and an identities bucket remembers the one owner of each
+// identity (ClaimIdentity). Unlike the records, owners cannot be rebuilt
+// from Docker: a rebuilt store starts first-claim-wins again.
+//
 // Schema: the meta bucket's "schema_version" key holds SchemaVersion as JSON.
+// Version 2 added the services index; opening a version 1 file builds it.
 // Opening an older version runs the migrations in schema.go in order;
 // a newer, missing or undecodable version means a file we cannot interpret
 // and is rebuilt as above.

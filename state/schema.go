@@ -11,7 +11,7 @@ import (
 // SchemaVersion is the layout this build reads and writes. Bump it together
 // with a new entry in migrations whenever a stored layout changes in a way an
 // older reader would misread.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 // Bucket and key names. Records live in their own bucket so that List never
 // has to skip meta keys, and meta keys can never collide with container IDs.
@@ -29,8 +29,10 @@ const metaSchemaVersion = "schema_version"
 type migration func(tx *bolt.Tx) error
 
 // migrations[i] upgrades version i+1 to i+2; len(migrations) must be
-// SchemaVersion-1 (checked by a test). There are none yet.
-var migrations = []migration{}
+// SchemaVersion-1 (checked by a test).
+var migrations = []migration{
+	buildServiceIndex, // 1 -> 2: records indexed by service
+}
 
 // errUnusable marks a file that opened but cannot be interpreted: corrupt
 // pages, a failed consistency check, a missing, undecodable or unknown schema
@@ -67,8 +69,10 @@ func upgradeSchema(tx *bolt.Tx, target int, steps []migration) (found int, err e
 			return found, fmt.Errorf("%w: migrating schema version %d to %d: %w", errUnusable, v, v+1, err)
 		}
 	}
-	if _, err := tx.CreateBucketIfNotExists(bucketContainers); err != nil {
-		return found, fmt.Errorf("creating %s bucket: %w", bucketContainers, err)
+	for _, name := range [][]byte{bucketContainers, bucketServices} {
+		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+			return found, fmt.Errorf("creating %s bucket: %w", name, err)
+		}
 	}
 	if found != target {
 		return found, putSchemaVersion(tx, target)
@@ -77,7 +81,7 @@ func upgradeSchema(tx *bolt.Tx, target int, steps []migration) (found int, err e
 }
 
 func initSchema(tx *bolt.Tx, version int) error {
-	for _, name := range [][]byte{bucketMeta, bucketContainers} {
+	for _, name := range [][]byte{bucketMeta, bucketContainers, bucketServices} {
 		if _, err := tx.CreateBucket(name); err != nil {
 			return fmt.Errorf("creating %s bucket: %w", name, err)
 		}

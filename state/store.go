@@ -85,7 +85,11 @@ func (s *Store) Put(r Record) error {
 		return fmt.Errorf("encoding record %s: %w", r.ContainerID, err)
 	}
 	err = s.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketContainers).Put([]byte(r.ContainerID), raw)
+		recs := tx.Bucket(bucketContainers)
+		if err := indexPut(tx, r.ContainerID, r.Service, recs.Get([]byte(r.ContainerID))); err != nil {
+			return err
+		}
+		return recs.Put([]byte(r.ContainerID), raw)
 	})
 	if err != nil {
 		return fmt.Errorf("storing record %s: %w", r.ContainerID, err)
@@ -97,7 +101,11 @@ func (s *Store) Put(r Record) error {
 // missing record is not an error.
 func (s *Store) Delete(id string) error {
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(bucketContainers).Delete([]byte(id))
+		recs := tx.Bucket(bucketContainers)
+		if err := indexDelete(tx, id, recs.Get([]byte(id))); err != nil {
+			return err
+		}
+		return recs.Delete([]byte(id))
 	})
 	if err != nil {
 		return fmt.Errorf("deleting record %s: %w", id, err)
