@@ -35,7 +35,12 @@ func (r *ContainerReconciler) claim(c dockerwatch.Container, name string) (Ident
 	if r.Identities == nil {
 		return IdentityFinding{}, false, fmt.Errorf("claiming identity %s: no identity store configured", name)
 	}
-	owner, err := r.Identities.ClaimIdentity(name, claimant)
+	// Almost every claim is by the owner, again: a read answers it, and
+	// only a first claim needs a write (and its fsync).
+	owner, found, err := r.Identities.IdentityOwnerOf(name)
+	if err == nil && !found {
+		owner, err = r.Identities.ClaimIdentity(name, claimant)
+	}
 	if err != nil {
 		return IdentityFinding{}, false, err
 	}
@@ -145,17 +150,13 @@ func sameFindings(old []state.Finding, now []IdentityFinding) bool {
 	return slices.Equal(old, toStateFindings(now))
 }
 
-// noteIdentity reads c's record and sets its identity part: it holds an
-// identity, needs keyOwner, and has findings (logged when they change).
-func (r *ContainerReconciler) noteIdentity(c dockerwatch.Container, service, keyOwner string, findings []IdentityFinding, log *slog.Logger) (state.Record, error) {
-	rec, _, err := r.Records.Get(c.ID)
-	if err != nil {
-		return rec, fmt.Errorf("reading state of %s: %w", c.Name, err)
-	}
-	changed := !sameFindings(rec.Identity.Findings, findings)
-	rec.Identity = state.IdentityRecord{Findings: toStateFindings(findings), KeyOwner: keyOwner}
-	r.reportIdentity(service, c.Name, findings, changed, log)
-	return rec, nil
+// noteIdentity sets the identity part of p's record: it holds an
+// identity, needs its key owner, and has findings (logged when they
+// change).
+func (r *ContainerReconciler) noteIdentity(p *pass) {
+	changed := !sameFindings(p.rec.Identity.Findings, p.idFindings)
+	p.rec.Identity = state.IdentityRecord{Findings: toStateFindings(p.idFindings), KeyOwner: p.keyOwner}
+	r.reportIdentity(p.service, p.c.Name, p.idFindings, changed, p.log)
 }
 
 // ownerOnDisk is the owner the bundle's keys have now, so a conflict keeps

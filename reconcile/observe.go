@@ -3,6 +3,7 @@ package reconcile
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"time"
 
@@ -19,7 +20,10 @@ const recentAction = 2 * time.Minute
 // all of it in p.rec and acts. It reports whether the container was
 // replaced by a relabel.
 func (r *ContainerReconciler) observe(ctx context.Context, p *pass) (bool, error) {
-	p.wake(p.now.Add(r.probeInterval()))
+	p.wake(nextProbe(p.c.ID, p.now, r.probeInterval()))
+	if r.probeFresh(p) {
+		return false, nil
+	}
 	desired, err := r.Levels.DesiredFor(p.c)
 	if err != nil {
 		return false, Terminal(fmt.Errorf("container %s: %w", p.c.Name, err))
@@ -111,6 +115,7 @@ func (r *ContainerReconciler) noteLevel(p *pass, s step) {
 		lv.ProbeMessages = append(lv.ProbeMessages, f.Message)
 	}
 	lv.LastProbeAt, lv.ProbeDuration = p.now, res.Duration
+	lv.ProbedStartedAt, lv.ProbedGeneration = p.c.StartedAt, p.bundle.Generation
 	if res.ServedFingerprint != "" {
 		lv.ServedFingerprint, lv.ServedNotAfter = res.ServedFingerprint, res.ServedNotAfter
 	}
@@ -174,6 +179,33 @@ func (r *ContainerReconciler) logLevelChange(p *pass, s step, severity slog.Leve
 	p.log.Log(context.Background(), severity, msg, attrs...)
 	rec.AddTransition(state.Transition{At: p.now, From: from, To: string(res.Level), Cause: cause})
 	rec.ObservedLevel, rec.LevelSince = string(res.Level), p.now
+}
+
+// probeFresh reports whether the last probe still tells what the
+// container serves, so this pass (a resync, an event that changed
+// nothing) need not probe it again: the container was settled at its
+// desired level less than half a probe interval ago, by the same process,
+// on the same bundle, which this pass left alone. Anything else probes.
+func (r *ContainerReconciler) probeFresh(p *pass) bool {
+	lv := p.rec.Level
+	return p.found && p.c.State == dockerwatch.StateRunning && !p.stale && p.action == BundleKeep &&
+		lv.LastPlanCode == string(PlanAtDesired) && p.now.Sub(lv.LastProbeAt) < r.probeInterval()/2 &&
+		lv.ProbedStartedAt.Equal(p.c.StartedAt) && lv.ProbedGeneration == p.bundle.Generation
+}
+
+// nextProbe returns when container id is probed next: at its own phase of
+// the probe interval, fixed by its ID, at least half an interval from now.
+// Containers created or reconciled together (a storm, a controller
+// restart, a CA change) are so spread evenly over the interval instead of
+// all probing at once forever after.
+func nextProbe(id string, now time.Time, interval time.Duration) time.Time {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte(id))
+	period := int64(interval)
+	offset := int64(h.Sum64() % uint64(period))
+	base := now.Add(interval/2).UnixNano() - offset
+	slot := base - base%period + period + offset
+	return time.Unix(0, slot)
 }
 
 func (r *ContainerReconciler) probeInterval() time.Duration {

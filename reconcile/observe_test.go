@@ -279,7 +279,8 @@ func TestLadderWaitsForAServiceThatReloadsByItself(t *testing.T) {
 				}
 				return r
 			}
-			mustReconcile(t, f, c.ID) // learns the fingerprint served now
+			f.now = f.now.Add(20 * time.Second) // past half a probe interval: probed again
+			mustReconcile(t, f, c.ID)           // learns the fingerprint served now
 			// The bundle is renewed while the process runs (the volume stamps
 			// real time, after the container's start).
 			if err := os.RemoveAll(filepath.Join(f.certs, "email-parser")); err != nil {

@@ -35,7 +35,10 @@ type pass struct {
 	reason certs.Reason     // the finding that drove action
 	issued *certs.IssueInfo // set when a new pair was issued
 
-	// Recorded by noteBundle, and persisted by schedule.
+	// Recorded by noteBundle, and persisted by schedule unless it equals
+	// stored, the record as read (found: there was one).
+	stored state.Record
+	found  bool
 	rec    state.Record
 	parsed *certs.ParsedBundle
 	stale  bool      // the process started before its bundle was written

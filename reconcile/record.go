@@ -1,6 +1,8 @@
 package reconcile
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -20,9 +22,11 @@ func (r *ContainerReconciler) noteBundle(p *pass) error {
 		return fmt.Errorf("parsing bundle of %s just validated: %w", p.service, err)
 	}
 	p.parsed = parsed
-	if p.rec, err = r.noteIdentity(p.c, p.service, p.keyOwner, p.idFindings, p.log); err != nil {
-		return err
+	if p.stored, p.found, err = r.Records.Get(p.c.ID); err != nil {
+		return fmt.Errorf("reading state of %s: %w", p.c.Name, err)
 	}
+	p.rec = p.stored
+	r.noteIdentity(p)
 	rec, c := &p.rec, p.c
 	rec.ContainerID, rec.ContainerName, rec.Service, rec.Project = c.ID, c.Name, p.service, c.Project
 	rec.DNSNames = c.DNSNames()
@@ -98,8 +102,12 @@ func (r *ContainerReconciler) noteRenewal(p *pass, newLeaves bool) {
 // schedule persists the record and asks to be called again at the
 // earliest of the renewal, the next probe and any pending ladder step.
 func (r *ContainerReconciler) schedule(p *pass) (Result, error) {
-	if err := r.Records.Put(p.rec); err != nil {
-		return Result{}, fmt.Errorf("saving state of %s: %w", p.c.Name, err)
+	// A pass that changed nothing (a resync of a settled container) writes
+	// nothing: every write is an fsync.
+	if !p.found || !sameRecord(p.stored, p.rec) {
+		if err := r.Records.Put(p.rec); err != nil {
+			return Result{}, fmt.Errorf("saving state of %s: %w", p.c.Name, err)
+		}
 	}
 	after := max(p.next.Sub(p.now), minRequeue)
 	p.log.Debug("container reconciled", keyGeneration, p.bundle.Generation, keyRequeue, after)
@@ -126,4 +134,15 @@ func (r *ContainerReconciler) warnExpiry(service string, rec *state.Record, now 
 			keyNotAfter, rec.Bundle.NotAfter, keyRenewAt, rec.Bundle.RenewAt)
 		rec.Bundle.ExpiryWarned = th
 	}
+}
+
+// sameRecord reports whether two records hold the same content, apart from
+// UpdatedAt, which only Put sets. Records are compared as they are stored,
+// in JSON, so times read back from the store compare equal to the same
+// times in memory.
+func sameRecord(a, b state.Record) bool {
+	a.UpdatedAt, b.UpdatedAt = time.Time{}, time.Time{}
+	ja, errA := json.Marshal(a)
+	jb, errB := json.Marshal(b)
+	return errA == nil && errB == nil && bytes.Equal(ja, jb)
 }

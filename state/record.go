@@ -64,13 +64,18 @@ type Finding struct {
 // LevelRecord is the security-level side of the last observation: what was
 // wanted, what the probe saw, and what the served certificate was.
 type LevelRecord struct {
-	Desired           string    // desired level (mtls, tls, plain)
-	Floor             string    // lowest level accepted without alarm
-	Drift             bool      // observed < desired
-	BelowFloor        bool      // observed < floor
-	ProbeFindings     []string  // probe reason codes, e.g. "client-auth-not-enforced"
-	ProbeMessages     []string  // the findings' human messages, same order
-	LastProbeAt       time.Time // zero if never probed
+	Desired       string    // desired level (mtls, tls, plain)
+	Floor         string    // lowest level accepted without alarm
+	Drift         bool      // observed < desired
+	BelowFloor    bool      // observed < floor
+	ProbeFindings []string  // probe reason codes, e.g. "client-auth-not-enforced"
+	ProbeMessages []string  // the findings' human messages, same order
+	LastProbeAt   time.Time // zero if never probed
+	// ProbedStartedAt and ProbedGeneration are the process start and the
+	// bundle generation the last probe saw: while both are unchanged and
+	// the probe is recent, a resync need not probe again.
+	ProbedStartedAt   time.Time `json:",omitzero"`
+	ProbedGeneration  string    `json:",omitempty"`
 	ProbeDuration     time.Duration
 	ServedFingerprint string    // SHA-256 of the served leaf, hex
 	ServedNotAfter    time.Time // NotAfter of the served leaf

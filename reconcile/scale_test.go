@@ -1,0 +1,58 @@
+package reconcile
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/crank-platform/crank-mtls-controller/probe"
+)
+
+func TestNextProbeSpreadsContainersEvenlyOverTheInterval(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	interval := 30 * time.Second
+	buckets := make([]int, 10) // 3 s each
+	for i := range 1000 {
+		id := fmt.Sprintf("%064x", i*7919)
+		next := nextProbe(id, now, interval)
+		if gap := next.Sub(now); gap <= interval/2 || gap > interval*3/2 {
+			t.Fatalf("%s: got the next probe %s from now, want within (15s, 45s]", id, gap)
+		}
+		if again := nextProbe(id, now.Add(time.Millisecond), interval); !again.Equal(next) && again.Sub(next) != interval {
+			t.Fatalf("%s: got %v then %v a millisecond later, want the same phase", id, next, again)
+		}
+		buckets[int(next.Sub(now.Add(interval/2))/(3*time.Second))%10]++
+	}
+	for i, n := range buckets {
+		if n < 60 || n > 140 {
+			t.Errorf("probes in the %d-th 3s of the interval: got %d of 1000, want about 100 (spread evenly): %v", i, n, buckets)
+		}
+	}
+}
+
+func TestReconcileDoesNotProbeASettledContainerAgainTooSoon(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.now = time.Now() // the volume stamps generations with real time
+	c := f.addRunning()
+	p := withProbing(f, Production, probe.MTLS, &fakeActions{})
+	mustReconcile(t, f, c.ID) // writes the bundle
+	c.StartedAt = time.Now()  // a process that started with it
+	f.docker.byID[c.ID] = c
+	f.now = f.now.Add(time.Minute)
+	mustReconcile(t, f, c.ID) // settled at its desired level
+	before := p.calls
+	f.now = f.now.Add(5 * time.Second)
+	mustReconcile(t, f, c.ID) // a resync: nothing changed
+	if p.calls != before {
+		t.Errorf("probes on a resync 5s after a probe of a settled container: got %d, want 0", p.calls-before)
+	}
+	c.StartedAt = f.now.Add(-time.Second) // restarted by someone
+	f.docker.byID[c.ID] = c
+	f.now = f.now.Add(time.Second)
+	mustReconcile(t, f, c.ID)
+	if p.calls != before+1 {
+		t.Errorf("probes after the process restarted: got %d, want 1", p.calls-before)
+	}
+}
