@@ -158,6 +158,9 @@ type Watcher struct {
 	// eventsCheckOff is set when the daemon rejects the watchdog's bounded
 	// events query; the watchdog then only pings.
 	eventsCheckOff atomic.Bool
+	// seen is each container's state at the last list, by ID. Only the
+	// goroutine that lists uses it, one connection at a time.
+	seen map[string]string
 
 	// Test seams.
 	jitter float64                                         // backoff randomization factor
@@ -324,7 +327,7 @@ func (w *Watcher) observe(m events.Message) {
 // ends the connection (we cannot claim to be ready); a failed resync is only
 // logged, since the stream itself may be fine and the watchdog judges that.
 func (w *Watcher) listAndResync(ctx context.Context, cancel context.CancelCauseFunc) {
-	n, err := w.enqueueAll(ctx)
+	n, err := w.enqueueAll(ctx, true)
 	if err != nil {
 		cancel(fmt.Errorf("listing containers after subscribing: %w", err))
 		return
@@ -343,23 +346,43 @@ func (w *Watcher) listAndResync(ctx context.Context, cancel context.CancelCauseF
 			return
 		case <-t.C:
 		}
-		if _, err := w.enqueueAll(ctx); err != nil && ctx.Err() == nil {
+		if _, err := w.enqueueAll(ctx, false); err != nil && ctx.Err() == nil {
 			w.log.Warn("periodic resync failed", keyError, err)
 		}
 	}
 }
 
-func (w *Watcher) enqueueAll(ctx context.Context) (int, error) {
+// enqueueAll lists every container and enqueues it: all of them when full
+// (a new connection, after which nothing the stream missed can be trusted),
+// otherwise only those whose state changed since the last list, plus those
+// gone from it. A periodic resync of a settled stack then costs one list.
+// Nothing is lost by skipping the rest: each managed container is looked at
+// again on its own schedule (its probe, its renewal), which the reconciler
+// keeps, and a missed event that changed a container changes its state.
+func (w *Watcher) enqueueAll(ctx context.Context, full bool) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, w.opts.RequestTimeout)
 	defer cancel()
 	list, err := w.api.ContainerList(ctx, container.ListOptions{All: true})
 	if err != nil {
 		return 0, fmt.Errorf("listing containers: %w", err)
 	}
+	seen := make(map[string]string, len(list))
+	n := 0
 	for _, c := range list {
-		w.q.Add(c.ID)
+		seen[c.ID] = string(c.State)
+		if prev, ok := w.seen[c.ID]; full || !ok || prev != string(c.State) {
+			w.q.Add(c.ID)
+			n++
+		}
 	}
-	return len(list), nil
+	for id := range w.seen {
+		if _, ok := seen[id]; !ok {
+			w.q.Add(id) // gone without an event we saw: its record goes
+			n++
+		}
+	}
+	w.seen = seen
+	return n, nil
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {

@@ -235,13 +235,27 @@ func TestWatcherIsNotReadyWhenTheListFails(t *testing.T) {
 	waitFor(t, "ready once listing works", h.w.Ready)
 }
 
-func TestWatcherResyncEnqueuesEveryContainer(t *testing.T) {
+func TestWatcherResyncEnqueuesOnlyWhatChanged(t *testing.T) {
 	t.Parallel()
-	api := &fakeAPI{containers: summaries("c1", "c2")}
+	api := &fakeAPI{containers: summaries("c1", "c2", "c3")}
 	h := startWatcher(t, api, withOptions(func(o *WatcherOptions) { o.Resync = 5 * time.Millisecond }))
-	waitFor(t, "three resyncs after the initial list", func() bool {
-		return h.q.count("c1") >= 4 && h.q.count("c2") >= 4
+	waitFor(t, "the initial list", func() bool { return h.q.count("c1") == 1 && h.q.count("c2") == 1 && h.q.count("c3") == 1 })
+	waitFor(t, "two resyncs", func() bool { return api.count("list") >= 3 })
+	if got := h.q.count("c1") + h.q.count("c2") + h.q.count("c3"); got != 3 {
+		t.Errorf("enqueues after resyncs of an unchanged stack: got %d, want only the initial 3", got)
+	}
+	// c2 stopped and c3 went away without an event the stream delivered;
+	// c4 is new.
+	api.set(func(f *fakeAPI) {
+		f.containers = summaries("c1", "c2", "c4")
+		f.containers[1].State = "exited"
 	})
+	waitFor(t, "the changed, gone and new containers", func() bool {
+		return h.q.count("c2") == 2 && h.q.count("c3") == 2 && h.q.count("c4") == 1
+	})
+	if got := h.q.count("c1"); got != 1 {
+		t.Errorf("c1, unchanged: got %d enqueues, want 1", got)
+	}
 	if got, want := api.count("subscribe"), 1; got != want {
 		t.Errorf("got %d subscriptions, want %d: a resync must not reconnect", got, want)
 	}

@@ -73,7 +73,7 @@ var flagDefs = []flagDef{
 	{"state-dir", "CRANK_STATE_DIR", "/state", "controller state: the CA (ca.crt, ca.key) and state.db; never shared with services"},
 	{"environment", "CRANK_ENVIRONMENT", "development", "development (degrade gracefully, report) or production (strict)"},
 	{"listen", "CRANK_LISTEN", ":9090", "HTTP listen address for /healthz, /readyz and /metrics"},
-	{"resync", "CRANK_RESYNC_INTERVAL", "5m", "full resync interval: every container is reconciled at least this often"},
+	{"resync", "CRANK_RESYNC_INTERVAL", "5m", "resync interval: containers whose state changed since the last list are reconciled (all of them on every reconnect)"},
 	{"workers", "CRANK_WORKERS", "4", "concurrent reconciles (1-64)"},
 	{"log-format", "CRANK_LOG_FORMAT", "tint", "tint (human, coloured on a terminal) or json"},
 	{"log-level", "CRANK_LOG_LEVEL", "info", "debug, info, warn or error"},

@@ -81,6 +81,10 @@ func (p *parts) open(ctx context.Context, onClose func(func())) error {
 	return err
 }
 
+// sweepEvery is how many resync intervals pass between two sweeps of the
+// state's records.
+const sweepEvery = 12
+
 // components builds every long-running part, in the order they start.
 func (p *parts) components() ([]component, error) {
 	rec := p.reconciler()
@@ -93,7 +97,10 @@ func (p *parts) components() ([]component, error) {
 	watcher := dockerwatch.NewWatcher(p.docker.SDK(), p.queue, dockerwatch.WatcherOptions{
 		Resync: p.cfg.Resync, WatchdogInterval: p.cfg.Watchdog, Logger: p.log, Metrics: p.metrics, Interventions: p.docker.Interventions,
 	})
-	sweeper := &reconcile.Sweeper{Records: p.store, Enqueue: p.queue.Add, Every: p.cfg.Resync, Log: p.log,
+	// The watcher's resync finds containers gone while it was connected; the
+	// sweep is for those gone while the controller was down, so after the
+	// one at start it runs seldom.
+	sweeper := &reconcile.Sweeper{Records: p.store, Enqueue: p.queue.Add, Every: sweepEvery * p.cfg.Resync, Log: p.log,
 		// The active CA changes on a rollover or a recovery.
 		Tick: func() { p.metrics.Expiry("", "ca", p.authority.Active().Cert.NotAfter) }}
 	idReq := &identityRequests{stateDir: p.cfg.StateDir, store: p.store, enqueue: p.queue.Add, every: p.cfg.CARotateInterval, log: p.log}
