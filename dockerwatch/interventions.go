@@ -42,7 +42,15 @@ type Interventions struct {
 	own       map[string]time.Time // id -> end of our action plus ownGrace; zero while in flight
 	stops     map[string]Intervention
 	lastEvent map[string]time.Time
+	creates   map[string]Arrival
 	prunedAt  time.Time
+}
+
+// Arrival is when a container's create event happened, as the daemon
+// stamped it, and when the controller received it: the two ends of the
+// engine's own delay, before the controller's.
+type Arrival struct {
+	EventAt, ReceivedAt time.Time
 }
 
 // NewInterventions returns an empty tracker; a nil clock means time.Now.
@@ -50,7 +58,8 @@ func NewInterventions(clock func() time.Time) *Interventions {
 	if clock == nil {
 		clock = time.Now
 	}
-	return &Interventions{clock: clock, own: map[string]time.Time{}, stops: map[string]Intervention{}, lastEvent: map[string]time.Time{}}
+	return &Interventions{clock: clock, own: map[string]time.Time{}, stops: map[string]Intervention{},
+		lastEvent: map[string]time.Time{}, creates: map[string]Arrival{}}
 }
 
 // Begin marks an action of the controller's own on id; the returned func
@@ -83,6 +92,9 @@ func (iv *Interventions) Note(id, action, signal string, at time.Time) {
 		iv.lastEvent[id] = at
 	}
 	switch action {
+	case "create":
+		iv.creates[id] = Arrival{EventAt: at, ReceivedAt: iv.clock()}
+		return
 	case "kill":
 		if reloadSignals[signal] {
 			return
@@ -113,6 +125,19 @@ func (iv *Interventions) StoppedByOther(id string, since time.Time) (Interventio
 	return s, true
 }
 
+// TakeCreated returns and forgets the arrival of id's create event, so the
+// first bundle written for a new container is measured once.
+func (iv *Interventions) TakeCreated(id string) (Arrival, bool) {
+	if iv == nil {
+		return Arrival{}, false
+	}
+	iv.mu.Lock()
+	defer iv.mu.Unlock()
+	a, ok := iv.creates[id]
+	delete(iv.creates, id)
+	return a, ok
+}
+
 // LastEventAt returns the time of the newest event seen for id, zero if none.
 func (iv *Interventions) LastEventAt(id string) time.Time {
 	if iv == nil {
@@ -136,6 +161,7 @@ func (iv *Interventions) pruneLocked(now time.Time) {
 		if t.Before(cutoff) {
 			delete(iv.lastEvent, id)
 			delete(iv.stops, id)
+			delete(iv.creates, id)
 		}
 	}
 	for id, end := range iv.own {

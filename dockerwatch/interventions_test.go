@@ -176,3 +176,17 @@ func TestImageLabelsAreCachedPerImageID(t *testing.T) {
 		t.Error("a failing image inspect: got nil error, want it returned")
 	}
 }
+
+func TestInterventionsMeasureACreateOnce(t *testing.T) {
+	t.Parallel()
+	t0 := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	iv := NewInterventions(func() time.Time { return t0.Add(3 * time.Millisecond) })
+	iv.Note("c1", "create", "", t0)
+	a, ok := iv.TakeCreated("c1")
+	if !ok || !a.EventAt.Equal(t0) || !a.ReceivedAt.Equal(t0.Add(3*time.Millisecond)) {
+		t.Fatalf("TakeCreated: got %+v, %v; want the event's time and the receipt 3ms later", a, ok)
+	}
+	if _, ok := iv.TakeCreated("c1"); ok {
+		t.Error("TakeCreated a second time: got an arrival, want it forgotten")
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"strings"
+	"time"
 
 	"github.com/crank-platform/crank-mtls-controller/certs"
 )
@@ -39,6 +40,23 @@ func (r *ContainerReconciler) gatherBundle(p *pass) error {
 		KeyMode: keyMode(p.owner), Now: p.now}
 	p.findings = append(certs.Validate(p.bundle, p.expect), foreignSANs(p.bundle, r.foreignOwner(p.c))...)
 	return nil
+}
+
+// measureArrival records, for a new container's first bundle, how long
+// after its create event the bundle was durable. Event times are the
+// engine's wall clock, so durable is too, not the injected clock.
+func (r *ContainerReconciler) measureArrival(p *pass, durable time.Time) {
+	if r.Arrivals == nil {
+		return
+	}
+	a, ok := r.Arrivals.TakeCreated(p.c.ID)
+	if !ok {
+		return
+	}
+	p.fromEvent, p.fromReceipt = durable.Sub(a.EventAt), durable.Sub(a.ReceivedAt)
+	if r.Metrics != nil {
+		r.Metrics.BundleLatency(p.fromEvent, p.fromReceipt)
+	}
 }
 
 func unsafeOf(b *certs.BundleFiles) []certs.UnsafeFile {
@@ -129,6 +147,7 @@ func (r *ContainerReconciler) issue(p *pass) error {
 	if _, err := r.Volume.WriteBundle(p.service, b, p.owner); err != nil {
 		return fmt.Errorf("writing bundle of %s: %w", p.service, err)
 	}
+	r.measureArrival(p, time.Now())
 	p.issued = &info
 	if r.Metrics != nil {
 		r.Metrics.BundleIssued(string(p.reason))

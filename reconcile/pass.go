@@ -34,6 +34,9 @@ type pass struct {
 	action BundleAction
 	reason certs.Reason     // the finding that drove action
 	issued *certs.IssueInfo // set when a new pair was issued
+	// fromEvent and fromReceipt: a new container's create event (as the
+	// engine stamped it, and as received) to its first bundle on disk.
+	fromEvent, fromReceipt time.Duration
 
 	// Recorded by noteBundle, and persisted by schedule unless it equals
 	// stored, the record as read (found: there was one).

@@ -59,6 +59,16 @@ type Metrics interface {
 	// IdentityFindings reports a container's identity findings by code,
 	// none when it has none (any more).
 	IdentityFindings(service, container string, reasons []IdentityReason)
+	// BundleLatency reports how long after a new container's create event
+	// its first bundle was on disk: from the event's own time (the engine's
+	// delay included) and from when the controller received it (its own).
+	BundleLatency(fromEvent, fromReceipt time.Duration)
+}
+
+// Arrivals tells when containers' create events happened and arrived.
+// *dockerwatch.Interventions implements it.
+type Arrivals interface {
+	TakeCreated(id string) (dockerwatch.Arrival, bool)
 }
 
 // Prober measures what a container serves.
@@ -101,7 +111,9 @@ type ContainerReconciler struct {
 	// Interventions tells stops by others from the controller's own; nil
 	// means none are known (tests of other concerns).
 	Interventions Interventions
-	Scope         Scope
+	// Arrivals, when set, measures event -> bundle for new containers.
+	Arrivals Arrivals
+	Scope    Scope
 	// TrustDomain is the SPIFFE trust domain of client identities.
 	TrustDomain string
 	// Issue is the template for new leaves; Now is set per call.

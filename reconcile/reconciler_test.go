@@ -108,6 +108,7 @@ func (m *countingMetrics) Forget(string, string)                                
 func (m *countingMetrics) Expiry(string, string, time.Time)                                       {}
 func (m *countingMetrics) Renewal(string, time.Time, time.Time)                                   {}
 func (m *countingMetrics) IdentityFindings(string, string, []IdentityReason)                      {}
+func (m *countingMetrics) BundleLatency(time.Duration, time.Duration)                             {}
 
 func (m *countingMetrics) BundleIssued(reason string) {
 	m.mu.Lock()

@@ -56,6 +56,9 @@ func (r *ContainerReconciler) noteSerials(p *pass) bool {
 		r.Metrics.Expiry(p.service, "server", parsed.ServerCert.NotAfter)
 		r.Metrics.Expiry(p.service, "client", parsed.ClientCert.NotAfter)
 	}
+	if p.fromEvent != 0 {
+		rec.Bundle.EventToBundle, rec.Bundle.ReceivedToBundle = p.fromEvent, p.fromReceipt
+	}
 	if p.issued != nil {
 		rec.Bundle.IssuedReason, rec.Bundle.IssuedAt = string(p.reason), p.now
 		rec.AddEvent(state.Event{At: p.now, Action: "issue", Result: string(ResultOK), Reason: string(p.reason)})

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/crank-platform/crank-mtls-controller/dockerwatch"
 	"github.com/crank-platform/crank-mtls-controller/probe"
 )
 
@@ -54,5 +55,23 @@ func TestReconcileDoesNotProbeASettledContainerAgainTooSoon(t *testing.T) {
 	mustReconcile(t, f, c.ID)
 	if p.calls != before+1 {
 		t.Errorf("probes after the process restarted: got %d, want 1", p.calls-before)
+	}
+}
+
+type fakeArrivals struct{ a dockerwatch.Arrival }
+
+func (f *fakeArrivals) TakeCreated(string) (dockerwatch.Arrival, bool) { return f.a, !f.a.EventAt.IsZero() }
+
+func TestReconcileMeasuresEventToBundleForANewContainer(t *testing.T) {
+	t.Parallel()
+	c := newContainer()
+	f := newFixture(t, c)
+	event := time.Now().Add(-30 * time.Millisecond)
+	f.r.Arrivals = &fakeArrivals{a: dockerwatch.Arrival{EventAt: event, ReceivedAt: event.Add(10 * time.Millisecond)}}
+	mustReconcile(t, f, c.ID)
+	rec, _, _ := f.records.Get(c.ID)
+	b := rec.Bundle
+	if b.EventToBundle < 30*time.Millisecond || b.ReceivedToBundle < 20*time.Millisecond || b.EventToBundle-b.ReceivedToBundle != 10*time.Millisecond {
+		t.Errorf("got event->bundle %s and receipt->bundle %s, want at least 30ms and 20ms, 10ms apart", b.EventToBundle, b.ReceivedToBundle)
 	}
 }

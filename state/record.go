@@ -95,6 +95,11 @@ type BundleRecord struct {
 	IssuedReason string    // validation reason that caused the issue, e.g. "renew-due"
 	IssuedAt     time.Time
 	RenewAt      time.Time // next scheduled renewal (2/3 of the lifetime plus jitter)
+	// EventToBundle and ReceivedToBundle: for the container's first bundle,
+	// the time from its create event (as the engine stamped it, and as the
+	// controller received it) to the bundle on disk. Zero if not measured.
+	EventToBundle    time.Duration `json:",omitempty"`
+	ReceivedToBundle time.Duration `json:",omitempty"`
 	// ExpiryWarned is the smallest --expiry-warn threshold already logged
 	// for the leaf with this NotAfter, so each is logged once.
 	ExpiryWarned time.Duration

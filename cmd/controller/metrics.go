@@ -58,6 +58,9 @@ type metrics struct {
 	// a container has that identity finding (identity-conflict,
 	// label-from-image, alias-conflict, owner-conflict).
 	identity *prometheus.GaugeVec
+	// crank_security_event_to_bundle_seconds{from}: a new container's
+	// create event to its first bundle on disk.
+	bundleLatency *prometheus.HistogramVec
 }
 
 // Known label values, pre-created so dashboards show zeros, not gaps.
@@ -75,6 +78,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.initPipeline()
 	m.initLevels()
 	m.identity = newIdentityGauge()
+	m.bundleLatency = newLatencyHistogram()
 	for _, a := range []reconcile.Action{reconcile.ActionRestart, reconcile.ActionSignal, reconcile.ActionRelabel} {
 		for _, r := range reconcile.ActionResults() {
 			m.remediations.WithLabelValues(string(a), string(r))
@@ -90,7 +94,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.bundlesIssued.WithLabelValues(string(r))
 	}
 	reg.MustRegister(m.reconcileDuration, m.reconcileTotal, m.panics, m.events, m.reconnects, m.bundlesIssued,
-		m.level, m.desiredLevel, m.drift, m.probeDuration, m.remediations, m.expiry, m.renewal, m.identity,
+		m.level, m.desiredLevel, m.drift, m.probeDuration, m.remediations, m.expiry, m.renewal, m.identity, m.bundleLatency,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -21,6 +21,7 @@ func (p *parts) reconciler() *reconcile.ContainerReconciler {
 		},
 		TrustImageLabels: cfg.TrustImageLabels,
 		Interventions:    p.docker.Interventions,
+		Arrivals:         p.docker.Interventions,
 		Scope:            p.scope,
 		TrustDomain:      cfg.TrustDomain,
 		Issue:            p.issue,
