@@ -21,7 +21,7 @@ build: ## static binaries in bin/
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/controller ./cmd/controller
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/testservice ./cmd/testservice
 
-test: lint unit python-test fuzz e2e ## everything CI runs: lint, unit tests (Go and Python), bounded fuzzing, e2e on the real engine
+test: lint unit python-test rules-test fuzz e2e ## everything CI runs: lint, unit tests (Go and Python), alert rules, bounded fuzzing, e2e on the real engine
 
 unit: ## unit tests (race detector on)
 	$(GO) test -race -count=1 ./...
@@ -29,6 +29,11 @@ unit: ## unit tests (race detector on)
 .PHONY: python-test
 python-test: ## Python kit tests (servicekit/python) with Debian's python3 and pytest
 	PYTHONDONTWRITEBYTECODE=1 /usr/bin/python3 -m pytest servicekit/python/tests -q
+
+.PHONY: rules-test
+rules-test: ## check and unit-test the Prometheus alert rules (deploy/prometheus) with promtool
+	promtool check rules deploy/prometheus/alerts.yaml
+	promtool test rules deploy/prometheus/alerts_test.yaml
 
 e2e: ## end-to-end tests against the real Docker engine (fails under CI=true if there is none)
 	$(GO) test -tags e2e -count=1 -parallel 4 -timeout $(E2E_TIMEOUT) -v ./e2e/ 2>&1 | tee e2e.log | grep -E '^(=== RUN|--- |PASS|FAIL|ok|panic|\s+\S+_test.go:)' ; exit $${PIPESTATUS[0]}
