@@ -4,10 +4,14 @@ import "time"
 
 // Caps on the per-record logs. They bound the size of a record (a crash-looping
 // container would otherwise grow its history forever) while keeping enough to
-// explain to a human what the controller did recently.
+// explain to a human what the controller did recently: the status timelines
+// show an hour, and a container that crashes and comes back makes two
+// transitions each time (to down, and back), so 16 cover seven such cycles
+// after the first probe. Every List decodes every record, so the caps are
+// also a cost per container.
 const (
 	MaxHistory     = 20 // Record.History entries kept, newest last
-	MaxTransitions = 10 // Record.Transitions entries kept, newest last
+	MaxTransitions = 16 // Record.Transitions entries kept, newest last
 )
 
 // Record is what the controller remembers about one container. It is stored
