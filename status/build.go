@@ -23,31 +23,40 @@ const DefaultRecent = 5
 // script never has to tell "none" from "missing".
 var countedLevels = []probe.Level{probe.MTLS, probe.TLS, probe.Plain, probe.Down}
 
-// Build makes the report for recs as of now, keeping the last recent
-// transitions and events of each container (recent <= 0 means
-// DefaultRecent).
-func Build(recs []state.Record, sum Summary, now time.Time, recent int) Report {
-	if recent <= 0 {
-		recent = DefaultRecent
+// Build makes the report for recs as of now, as q asks (see Query).
+func Build(recs []state.Record, sum Summary, now time.Time, q Query) Report {
+	v := view{recent: q.Recent, filter: q.Since, since: q.Since, now: now, minimum: sum.ProductionMinimum}
+	switch {
+	case v.recent > 0:
+	case !q.Since.IsZero():
+		v.recent = MaxRecent
+	default:
+		v.recent = DefaultRecent
+	}
+	if v.since.IsZero() {
+		v.since = now.Add(-DefaultWindow)
 	}
 	ov := Overview{
-		GeneratedAt: now.UTC(),
-		Mode:        string(sum.Mode),
-		Environment: string(sum.Environment),
-		Project:     sum.Project,
-		Version:     sum.Version,
-		CANotAfter:  utc(sum.CANotAfter),
-		CASubject:   sum.CASubject,
-		CADaysLeft:  daysLeft(sum.CANotAfter, now),
-		CARollover:  rollover(sum.CARollover),
-		Counts:      make(map[string]int, len(countedLevels)+1),
+		GeneratedAt:   now.UTC(),
+		Mode:          string(sum.Mode),
+		Environment:   string(sum.Environment),
+		Project:       sum.Project,
+		Version:       sum.Version,
+		CANotAfter:    utc(sum.CANotAfter),
+		CASubject:     sum.CASubject,
+		CADaysLeft:    daysLeft(sum.CANotAfter, now),
+		CARollover:    rollover(sum.CARollover),
+		Counts:        make(map[string]int, len(countedLevels)+1),
+		TimelineSince: v.since.UTC(),
 	}
 	for _, l := range countedLevels {
 		ov.Counts[string(l)] = 0
 	}
 	cs := make([]ContainerStatus, 0, len(recs))
+	judged := make([]Readiness, 0, len(recs))
 	for _, r := range recs {
-		c := containerStatus(r, now, recent)
+		c := containerStatus(r, v)
+		judged = append(judged, c.Production)
 		ov.Counts[c.Observed]++
 		ov.Containers++
 		if c.Drift {
@@ -65,7 +74,17 @@ func Build(recs []state.Record, sum Summary, now time.Time, recent int) Report {
 		return cmp.Or(cmp.Compare(a.Service, b.Service), cmp.Compare(a.Container, b.Container),
 			cmp.Compare(a.ContainerID, b.ContainerID))
 	})
-	return Report{APIVersion: APIVersion, Summary: ov, Containers: cs}
+	ov.Production = verdict(sum.ProductionMinimum, judged)
+	return Report{APIVersion: APIVersion, Summary: ov, Containers: cs, Services: services(cs, now)}
+}
+
+// view is how Build shows each container.
+type view struct {
+	recent  int       // latest transitions and events listed
+	filter  time.Time // drop entries before it; zero keeps all
+	since   time.Time // where timelines start
+	now     time.Time
+	minimum probe.Level
 }
 
 // ForService is the part of rep about one service; found is false when no
@@ -73,15 +92,19 @@ func Build(recs []state.Record, sum Summary, now time.Time, recent int) Report {
 func ForService(rep Report, service string) (sr ServiceReport, found bool) {
 	sr = ServiceReport{APIVersion: APIVersion, GeneratedAt: rep.Summary.GeneratedAt, Service: service,
 		Containers: []ContainerStatus{}}
+	var judged []Readiness
 	for _, c := range rep.Containers {
 		if c.Service == service {
 			sr.Containers = append(sr.Containers, c)
+			judged = append(judged, c.Production)
 		}
 	}
+	sr.Production = verdict(probe.Level(rep.Summary.Production.Minimum), judged)
 	return sr, len(sr.Containers) > 0
 }
 
-func containerStatus(r state.Record, now time.Time, recent int) ContainerStatus {
+func containerStatus(r state.Record, v view) ContainerStatus {
+	now := v.now
 	lv, rm := r.Level, r.Remediation
 	observed := r.ObservedLevel
 	if observed == "" {
@@ -129,15 +152,23 @@ func containerStatus(r state.Record, now time.Time, recent int) ContainerStatus 
 		},
 		NeedsRestart:       r.NeedsRestart,
 		NeedsRestartReason: redact(r.NeedsRestartReason),
-		Transitions:        []TransitionEntry{},
-		History:            []EventEntry{},
-		UpdatedAt:          utc(r.UpdatedAt),
+		Production: JudgeProduction(ReadinessInput{Observed: observed, Desired: lv.Desired, Minimum: v.minimum,
+			IdentityRefused: r.Identity.Refused, ProbeFindings: lv.ProbeFindings}),
+		Timeline:  levelTimeline(r.Transitions, r.ObservedLevel, v.since, now),
+		UpdatedAt: utc(r.UpdatedAt),
 	}
-	for _, t := range lastN(r.Transitions, recent) {
+	ts := sinceEntries(r.Transitions, func(t state.Transition) time.Time { return t.At }, v.filter, v.recent)
+	c.Transitions = make([]TransitionEntry, 0, len(ts))
+	for _, t := range ts {
 		c.Transitions = append(c.Transitions, TransitionEntry{At: utc(t.At), From: t.From, To: t.To, Cause: redact(t.Cause)})
 	}
-	for _, e := range lastN(r.History, recent) {
+	es := sinceEntries(r.History, func(e state.Event) time.Time { return e.At }, v.filter, v.recent)
+	c.History = make([]EventEntry, 0, len(es))
+	for _, e := range es {
 		c.History = append(c.History, EventEntry{At: utc(e.At), Action: e.Action, Result: e.Result, Reason: redact(e.Reason)})
+	}
+	for i := range c.Timeline {
+		c.Timeline[i].From, c.Timeline[i].To = c.Timeline[i].From.UTC(), c.Timeline[i].To.UTC()
 	}
 	return c
 }

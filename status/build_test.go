@@ -194,7 +194,7 @@ func TestBuild(t *testing.T) {
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			rep := Build(tc.recs, devSummary(), t0, 0)
+			rep := Build(tc.recs, devSummary(), t0, Query{})
 			if rep.APIVersion != "v1" {
 				t.Errorf("api_version: got %q, want v1", rep.APIVersion)
 			}
@@ -205,7 +205,7 @@ func TestBuild(t *testing.T) {
 
 func TestForService(t *testing.T) {
 	t.Parallel()
-	rep := Build(demoStack(), devSummary(), t0, 0)
+	rep := Build(demoStack(), devSummary(), t0, Query{})
 	tests := map[string]struct {
 		service    string
 		wantFound  bool

@@ -67,12 +67,16 @@ func (h *handler) dashboard(w http.ResponseWriter, _ *http.Request) {
 		Script:    template.JS(dashboardJS),
 	}
 	code := http.StatusOK
-	rep, err := h.report()
+	// The page marks every action of the window on the timelines, as the
+	// script does with its ?since= fetch.
+	now := h.now()
+	q := Query{Since: now.Add(-DefaultWindow)}
+	rep, err := h.build(q, now)
 	if err != nil {
 		// Still send the page: its script keeps retrying and recovers on
 		// its own once the source answers.
 		code, p.Error = http.StatusInternalServerError, err.Error()
-		rep = Build(nil, h.src.Summary(), h.now(), h.recent)
+		rep = Build(nil, h.src.Summary(), now, q)
 	}
 	p.Report = rep
 	if rep.Summary.Counts[LevelUnknown] > 0 {

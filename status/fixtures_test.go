@@ -3,6 +3,7 @@ package status
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"sync"
 	"time"
 
@@ -186,4 +187,46 @@ func demoStack() []state.Record {
 			}),
 		record("streaming", "crank-streaming-1", bundleExpires(t0.Add(88*24*time.Hour))),
 	}
+}
+
+// bigStack is n containers as a large stack in the middle of a rebuild:
+// services of one to eight replicas, every record holding as many
+// transitions and events as the state keeps, all within the last hour.
+// One service in nineteen is drifted, one in thirty-one below its floor,
+// one in twenty-three never probed. It feeds the benchmarks and the 1,000
+// container browser test.
+func bigStack(n int) []state.Record {
+	recs := make([]state.Record, 0, n)
+	levels := []string{"mtls", "down", "plain", "tls"}
+	for svc := 0; len(recs) < n; svc++ {
+		name := fmt.Sprintf("svc-%04d", svc)
+		for replica := 1; replica <= 1+svc%8 && len(recs) < n; replica++ {
+			var opts []recOpt
+			switch {
+			case svc%31 == 5:
+				opts = append(opts, observed("tls"), desired("mtls", "mtls"), drifted(true),
+					probeFindings("client-auth-not-enforced", "the HTTPS port served a client without a certificate"))
+			case svc%19 == 3:
+				opts = append(opts, observed("plain"), drifted(false),
+					probeFindings("untrusted-server-cert", "served certificate is not signed by the controller's CA"),
+					remediation(3, 3, "restart budget (3) spent", "restart", t0.Add(-7*time.Minute)))
+			case svc%23 == 7:
+				opts = append(opts, neverProbed())
+			}
+			opts = append(opts, func(r *state.Record) {
+				step := time.Hour / time.Duration(state.MaxTransitions+1)
+				for i := range state.MaxTransitions {
+					at := t0.Add(-time.Hour + time.Duration(i+1)*step)
+					r.AddTransition(state.Transition{At: at, From: levels[i%4], To: levels[(i+1)%4], Cause: "after restart"})
+				}
+				step = time.Hour / time.Duration(state.MaxHistory+1)
+				for i := range state.MaxHistory {
+					r.AddEvent(state.Event{At: t0.Add(-time.Hour + time.Duration(i+1)*step), Action: []string{"restart", "signal", "issue", "relabel"}[i%4],
+						Result: "ok", Reason: "drift: observed plain < desired mtls; findings untrusted-server-cert"})
+				}
+			})
+			recs = append(recs, record(name, fmt.Sprintf("crank-%s-%d", name, replica), opts...))
+		}
+	}
+	return recs
 }

@@ -3,6 +3,7 @@ package status
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -47,6 +48,9 @@ type handler struct {
 //	GET /api/v1/status/{service}  ServiceReport (JSON); 404 for an unknown service
 //	GET /                         the dashboard (HTML)
 //
+// Both API paths take ?recent=N and ?since= (see ParseQuery); a bad value
+// is a JSON 400.
+//
 // Every other path under /api/ is a JSON 404; JSON errors are ErrorBody.
 // Mount it at the root of a mux (mux.Handle("/", h)); more specific
 // patterns such as "GET /metrics" keep precedence.
@@ -73,19 +77,31 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.mux.ServeHTTP(w, r)
 }
 
-// report gathers the records and builds the report.
-func (h *handler) report() (Report, error) {
+// report gathers the records and builds the report r asks for.
+func (h *handler) report(r *http.Request) (Report, error) {
+	now := h.now()
+	q, err := ParseQuery(r.URL.Query(), now)
+	if err != nil {
+		return Report{}, err
+	}
+	if q.Recent == 0 && q.Since.IsZero() {
+		q.Recent = h.recent
+	}
+	return h.build(q, now)
+}
+
+func (h *handler) build(q Query, now time.Time) (Report, error) {
 	recs, err := h.src.Records()
 	if err != nil {
 		return Report{}, fmt.Errorf("listing state records: %w", err)
 	}
-	return Build(recs, h.src.Summary(), h.now(), h.recent), nil
+	return Build(recs, h.src.Summary(), now, q), nil
 }
 
-func (h *handler) status(w http.ResponseWriter, _ *http.Request) {
-	rep, err := h.report()
+func (h *handler) status(w http.ResponseWriter, r *http.Request) {
+	rep, err := h.report(r)
 	if err != nil {
-		writeError(w, http.StatusInternalServerError, err.Error())
+		writeError(w, errorCode(err), err.Error())
 		return
 	}
 	writeJSON(w, http.StatusOK, rep)
@@ -93,9 +109,9 @@ func (h *handler) status(w http.ResponseWriter, _ *http.Request) {
 
 func (h *handler) service(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("service")
-	rep, err := h.report()
+	rep, err := h.report(r)
 	if err != nil {
-		writeError(w, http.StatusInternalServerError, err.Error())
+		writeError(w, errorCode(err), err.Error())
 		return
 	}
 	sr, ok := ForService(rep, name)
@@ -104,6 +120,13 @@ func (h *handler) service(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, sr)
+}
+
+func errorCode(err error) int {
+	if errors.Is(err, errBadQuery) {
+		return http.StatusBadRequest
+	}
+	return http.StatusInternalServerError
 }
 
 // getOnly answers anything but GET and HEAD with a JSON 405: the surface is
@@ -119,11 +142,12 @@ func getOnly(f http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
+// writeJSON sends v compact: at a thousand containers indentation would
+// double the encoding time and the bytes on the wire (pipe to jq, or use
+// `controller status -o json`, to read it).
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetIndent("", "  ")
-	if err := enc.Encode(v); err != nil {
+	if err := json.NewEncoder(&buf).Encode(v); err != nil {
 		// Only a bug in the model can get here; say so rather than send
 		// half a document.
 		writeError(w, http.StatusInternalServerError, "encoding status: "+err.Error())

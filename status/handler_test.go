@@ -54,7 +54,10 @@ func TestHandlerRoutes(t *testing.T) {
 					rep.Summary.Environment != "development" || rep.Summary.Counts["plain"] != 1 {
 					t.Errorf("got %+v, want v1 with 7 containers, enforce, development, one plain", rep.Summary)
 				}
-				for _, field := range []string{`"ca_not_after"`, `"generated_at"`, `"below_floor"`, `"days_left"`, `"budget_left"`} {
+				for _, field := range []string{`"ca_not_after"`, `"generated_at"`, `"below_floor"`, `"days_left"`, `"budget_left"`,
+					`"timeline_since"`, `"production":{"minimum":"mtls","ready":5,"total":7,"verdict":"ready for production: 5/7"`,
+					`"production":{"floor":"mtls","ready":false,"findings":[{"code":"below-desired"`, `"timeline":[{"level":"mtls"`,
+					`"services":[{"service":"document-converter","containers":1`, `"expiry":{"bundle_not_after":`} {
 					if !strings.Contains(body, field) {
 						t.Errorf("body lacks %s", field)
 					}
@@ -71,6 +74,25 @@ func TestHandlerRoutes(t *testing.T) {
 					t.Errorf("got %s with %d containers, want email-parser with 2", sr.Service, len(sr.Containers))
 				}
 			},
+		},
+		"should give a service's verdict over its containers only": {
+			src: &fakeSource{recs: demoStack(), sum: devSummary()}, method: "GET", path: "/api/v1/status/image-classifier?since=1h",
+			wantCode: 200, wantType: "application/json",
+			check: func(t *testing.T, body string) {
+				var sr ServiceReport
+				mustDecode(t, body, &sr)
+				if sr.Production.Verdict != "ready for production: 0/1" || len(sr.Containers[0].History) != 3 {
+					t.Errorf("got verdict %q and %d events, want 0/1 and the hour's 3 restarts", sr.Production.Verdict, len(sr.Containers[0].History))
+				}
+			},
+		},
+		"should answer a bad query with a JSON 400": {
+			src: &fakeSource{recs: demoStack(), sum: devSummary()}, method: "GET", path: "/api/v1/status?recent=lots",
+			wantCode: 400, wantType: "application/json", check: wantError(`recent="lots"`),
+		},
+		"should answer a bad query on a service with a JSON 400": {
+			src: &fakeSource{recs: demoStack(), sum: devSummary()}, method: "GET", path: "/api/v1/status/platform?since=tomorrow",
+			wantCode: 400, wantType: "application/json", check: wantError(`since="tomorrow"`),
 		},
 		"should answer an unknown service with a JSON 404": {
 			src: &fakeSource{recs: demoStack(), sum: devSummary()}, method: "GET", path: "/api/v1/status/nope",

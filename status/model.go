@@ -3,6 +3,7 @@ package status
 import (
 	"time"
 
+	"github.com/crank-platform/crank-mtls-controller/probe"
 	"github.com/crank-platform/crank-mtls-controller/reconcile"
 	"github.com/crank-platform/crank-mtls-controller/state"
 )
@@ -37,6 +38,10 @@ type Summary struct {
 	// CARollover is the CA rollover's progress, shown as
 	// summary.ca_rollover; nil leaves it out.
 	CARollover *Rollover
+	// ProductionMinimum is the controller's --production-min-level, the
+	// level production lifts a lower crank.security.level label to. Empty
+	// means probe.MTLS, the flag's default.
+	ProductionMinimum probe.Level
 }
 
 // Rollover is a CA rollover's progress: the phase (idle, overlap, reissue),
@@ -96,6 +101,9 @@ type Report struct {
 	APIVersion string            `json:"api_version"` // always APIVersion
 	Summary    Overview          `json:"summary"`
 	Containers []ContainerStatus `json:"containers"` // sorted by service, then container name
+	// Services rolls the containers up per service, sorted by name: the
+	// worst level, the hour's timeline and the earliest expiries.
+	Services []ServiceStatus `json:"services"`
 }
 
 // ServiceReport is GET /api/v1/status/{service}: every container of one
@@ -105,6 +113,8 @@ type ServiceReport struct {
 	GeneratedAt time.Time         `json:"generated_at"`
 	Service     string            `json:"service"`
 	Containers  []ContainerStatus `json:"containers"`
+	// Production is the verdict over this service's containers only.
+	Production ProductionVerdict `json:"production"`
 }
 
 // Overview is the stack-wide summary.
@@ -128,6 +138,23 @@ type Overview struct {
 	Drift      int            `json:"drift"`       // observed < desired
 	BelowFloor int            `json:"below_floor"` // observed < floor: the alarm
 	Degraded   int            `json:"degraded"`    // the controller gave up remediating
+	// TimelineSince is where every timeline starts: an hour before
+	// GeneratedAt by default, or the request's ?since=.
+	TimelineSince time.Time `json:"timeline_since"`
+	// Production is what production would make of the stack as observed
+	// now, whatever the current environment.
+	Production ProductionVerdict `json:"production"`
+}
+
+// ProductionVerdict counts the containers that would meet the production
+// floor as observed now.
+type ProductionVerdict struct {
+	Minimum string `json:"minimum"` // --production-min-level: mtls, tls or plain
+	Ready   int    `json:"ready"`
+	Total   int    `json:"total"`
+	Verdict string `json:"verdict"` // e.g. "ready for production: 5/7"
+	// Blocking counts the containers per blocking code (ReadinessCode).
+	Blocking map[string]int `json:"blocking"`
 }
 
 // ContainerStatus is one managed container.
@@ -155,8 +182,17 @@ type ContainerStatus struct {
 	NeedsRestart       bool   `json:"needs_restart"`
 	NeedsRestartReason string `json:"needs_restart_reason,omitempty"`
 
-	Transitions []TransitionEntry `json:"transitions"` // the last few level changes, oldest first
-	History     []EventEntry      `json:"history"`     // the last few actions, oldest first
+	// Production is whether this container would meet the production
+	// floor as observed now, and why not.
+	Production Readiness `json:"production"`
+
+	// Transitions and History are the last few level changes and actions
+	// (?recent=N), or those since ?since=; oldest first.
+	Transitions []TransitionEntry `json:"transitions"`
+	History     []EventEntry      `json:"history"`
+	// Timeline is the observed level from summary.timeline_since to
+	// summary.generated_at, built from every transition the state keeps.
+	Timeline []Span `json:"timeline"`
 
 	UpdatedAt time.Time `json:"updated_at,omitzero"` // when the record was last written
 }
@@ -230,6 +266,60 @@ type EventEntry struct {
 	Action string    `json:"action"`
 	Result string    `json:"result"`
 	Reason string    `json:"reason,omitempty"`
+}
+
+// Span is a stretch of time at one observed level. Level "unknown" is a
+// stretch the controller has no observation of (before the container
+// existed, or before its first probe).
+type Span struct {
+	Level string    `json:"level"`
+	From  time.Time `json:"from"`
+	To    time.Time `json:"to"`
+}
+
+// Readiness is one container judged against the production floor.
+type Readiness struct {
+	Floor    string             `json:"floor"` // the level production would require of it
+	Ready    bool               `json:"ready"`
+	Findings []ReadinessFinding `json:"findings"` // in check order; empty when nothing to say
+}
+
+// ReadinessFinding is one check's result. A blocking finding makes the
+// container not ready; the others say what production would change.
+type ReadinessFinding struct {
+	Code     ReadinessCode `json:"code"`
+	Message  string        `json:"message"`
+	Blocking bool          `json:"blocking"`
+}
+
+// ServiceStatus is one service: its containers rolled up.
+type ServiceStatus struct {
+	Service    string `json:"service"`
+	Containers int    `json:"containers"`
+	// Observed is the worst level any of its containers serves (unknown
+	// only when none was ever probed).
+	Observed        string `json:"observed"`
+	Drift           int    `json:"drift"`       // containers observed < desired
+	BelowFloor      int    `json:"below_floor"` // containers observed < floor
+	Degraded        int    `json:"degraded"`
+	ProductionReady int    `json:"production_ready"` // containers that would meet the production floor
+	// Timeline is the worst level of its containers at each moment.
+	Timeline []Span `json:"timeline"`
+	// Expiry is the earliest of each date across its containers.
+	Expiry ServiceExpiry `json:"expiry"`
+}
+
+// ServiceExpiry is a service's certificate dates: the earliest across its
+// containers, so a replica that lags is not hidden by one that renewed.
+type ServiceExpiry struct {
+	BundleNotAfter time.Time `json:"bundle_not_after,omitzero"` // earliest leaf in the volume
+	DaysLeft       *int      `json:"days_left,omitempty"`       // whole days until BundleNotAfter
+	RenewAt        time.Time `json:"renew_at,omitzero"`         // next scheduled renewal
+	ServedNotAfter time.Time `json:"served_not_after,omitzero"` // earliest leaf a process served
+	ServedDaysLeft *int      `json:"served_days_left,omitempty"`
+	// ServesOlder counts containers whose served leaf expires before the
+	// bundle's: the process has not taken the bundle on disk.
+	ServesOlder int `json:"serves_older"`
 }
 
 // ErrorBody is every error answer of the API.

@@ -18,7 +18,7 @@ func TestBuildShowsWhatTheRolloverWaitsForAndWhatNot(t *testing.T) {
 		NotWaitedFor: []RolloverMember{{Service: "legacy-reporter", Container: "crank-legacy-reporter-1", Reason: "client-auth-not-enforced",
 			Message: "quoted -----BEGIN CERTIFICATE-----"}},
 	}}
-	rep := Build(nil, sum, at, 0)
+	rep := Build(nil, sum, at, Query{})
 	r := rep.Summary.CARollover
 	if r == nil || r.Stalled != 1 || len(r.Waiting) != 1 || len(r.NotWaitedFor) != 1 {
 		t.Fatalf("got rollover %+v, want one stalled service waited for and one container not waited for", r)

@@ -78,7 +78,8 @@ func (p *parts) statusHandler(rot *rotation.Rotator) http.Handler {
 		SummaryFunc: func() status.Summary {
 			ca := p.authority.Active().Cert
 			return status.Summary{Mode: p.cfg.Mode, Environment: p.cfg.Environment, Project: p.scope.Project,
-				Version: version(), CANotAfter: ca.NotAfter, CASubject: ca.Subject.String(), CARollover: rolloverSummary(rot.Status())}
+				Version: version(), CANotAfter: ca.NotAfter, CASubject: ca.Subject.String(), CARollover: rolloverSummary(rot.Status()),
+				ProductionMinimum: p.cfg.ProductionMinimum}
 		},
 	})
 }

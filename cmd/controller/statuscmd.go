@@ -26,9 +26,13 @@ import (
 // Exit codes of `controller status`, for scripts and CI gates.
 const (
 	statusOK         = 0 // every managed container is at or above its floor
-	statusBelowFloor = 1 // some container is below its floor (listed on stderr)
+	statusBelowFloor = 1 // some container is below its floor (listed on stderr); with --as production, would be
 	statusUsage      = 2 // bad usage, or the controller could not be asked
 )
+
+// asProduction is the one value of --as: judge against the production
+// floor, whatever the controller's environment.
+const asProduction = "production"
 
 // Defaults of `controller status`.
 const (
@@ -43,6 +47,7 @@ type statusOptions struct {
 	output  string
 	service string
 	tlsDir  string
+	as      string // "" or asProduction
 	timeout time.Duration
 }
 
@@ -79,8 +84,13 @@ func runStatus(args []string, stdout, stderr io.Writer, getenv func(string) stri
 			doc.APIVersion, status.APIVersion)
 		return statusUsage
 	}
-	switch opts.output {
-	case "json":
+	verdict := doc.production()
+	if opts.as == asProduction && verdict == nil {
+		fmt.Fprintf(stderr, "controller status: the controller at %s does not judge production readiness (an older release?): upgrade it, or drop --as\n", opts.url)
+		return statusUsage
+	}
+	switch {
+	case opts.output == "json":
 		var out bytes.Buffer
 		if err := json.Indent(&out, body, "", "  "); err != nil {
 			fmt.Fprintf(stderr, "controller status: %v\n", err)
@@ -88,8 +98,13 @@ func runStatus(args []string, stdout, stderr io.Writer, getenv func(string) stri
 		}
 		_, _ = stdout.Write(bytes.TrimRight(out.Bytes(), "\n"))
 		fmt.Fprintln(stdout)
+	case opts.as == asProduction:
+		printReadinessTable(stdout, doc, verdict)
 	default:
 		printStatusTable(stdout, doc)
+	}
+	if opts.as == asProduction {
+		return readinessExit(stderr, doc)
 	}
 	below := 0
 	for _, c := range doc.Containers {
@@ -105,11 +120,26 @@ func runStatus(args []string, stdout, stderr io.Writer, getenv func(string) stri
 	return statusOK
 }
 
-// statusDoc decodes both answers: Report (summary set) and ServiceReport.
+// statusDoc decodes both answers: Report (summary set) and ServiceReport
+// (production set).
 type statusDoc struct {
-	APIVersion string                   `json:"api_version"`
-	Summary    *status.Overview         `json:"summary"`
-	Containers []status.ContainerStatus `json:"containers"`
+	APIVersion string                    `json:"api_version"`
+	Summary    *status.Overview          `json:"summary"`
+	Production *status.ProductionVerdict `json:"production"`
+	Containers []status.ContainerStatus  `json:"containers"`
+}
+
+// production is the production verdict of either answer, nil from a
+// controller that does not judge it.
+func (d statusDoc) production() *status.ProductionVerdict {
+	v := d.Production
+	if d.Summary != nil {
+		v = &d.Summary.Production
+	}
+	if v == nil || v.Verdict == "" {
+		return nil
+	}
+	return v
 }
 
 func parseStatusArgs(args []string, stderr io.Writer, getenv func(string) string) (statusOptions, error) {
@@ -126,10 +156,12 @@ func parseStatusArgs(args []string, stderr io.Writer, getenv func(string) string
 	fs.StringVar(&opts.service, "service", "", "show only this service's containers")
 	fs.StringVar(&opts.tlsDir, "tls-dir", getenv(envStatusTLSDir),
 		"directory with client.crt, client.key and ca.crt for an mTLS (https) URL (env "+envStatusTLSDir+")")
+	fs.StringVar(&opts.as, "as", "", "judge against another environment's floor: production (exit 1 if anything would be below it)")
 	fs.DurationVar(&opts.timeout, "timeout", 10*time.Second, "give up after this long")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: controller status [--url URL] [-o table|json] [--service NAME] [--tls-dir DIR]\n\n"+
-			"Exit status: 0 every container at or above its floor, 1 some below, 2 usage or connection error.\n\n")
+		fmt.Fprintf(stderr, "usage: controller status [--url URL] [-o table|json] [--service NAME] [--tls-dir DIR] [--as production]\n\n"+
+			"Exit status: 0 every container at or above its floor, 1 some below (with --as production: some would be),\n"+
+			"2 usage or connection error.\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -140,6 +172,9 @@ func parseStatusArgs(args []string, stderr io.Writer, getenv func(string) string
 	}
 	if opts.output != "table" && opts.output != "json" {
 		return opts, fmt.Errorf("invalid -o %q: want table or json", opts.output)
+	}
+	if opts.as != "" && opts.as != asProduction {
+		return opts, fmt.Errorf("invalid --as %q: want production", opts.as)
 	}
 	if opts.timeout <= 0 {
 		return opts, fmt.Errorf("invalid --timeout %s: want a positive duration", opts.timeout)
@@ -250,8 +285,12 @@ func printStatusTable(w io.Writer, doc statusDoc) {
 			ca = fmt.Sprintf("%s (%d days)", s.CANotAfter.Format("2006-01-02"), *s.CADaysLeft)
 		}
 		fmt.Fprintf(w, "mode %s, environment %s, CA expires %s\n", clean(s.Mode), clean(s.Environment), ca)
-		fmt.Fprintf(w, "%d containers: %d mtls, %d tls, %d plain, %d down; %d drifted, %d below floor\n\n",
+		fmt.Fprintf(w, "%d containers: %d mtls, %d tls, %d plain, %d down; %d drifted, %d below floor\n",
 			s.Containers, s.Counts["mtls"], s.Counts["tls"], s.Counts["plain"], s.Counts["down"], s.Drift, s.BelowFloor)
+		if v := doc.production(); v != nil && s.Environment != asProduction {
+			fmt.Fprintf(w, "%s (see --as production)\n", clean(v.Verdict))
+		}
+		fmt.Fprintln(w)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SERVICE\tCONTAINER\tDESIRED\tOBSERVED\tFLOOR\tFINDINGS\tEXPIRES(days)\tLAST-ACTION")
@@ -279,6 +318,62 @@ func printStatusTable(w io.Writer, doc statusDoc) {
 			clean(observed), dash(clean(c.Floor)), dash(clean(strings.Join(reasons, ","))), expires, clean(last))
 	}
 	_ = tw.Flush()
+}
+
+// printReadinessTable is `--as production`: the verdict, then every
+// container that would not be ready (or that production would change),
+// with the finding codes.
+func printReadinessTable(w io.Writer, doc statusDoc, v *status.ProductionVerdict) {
+	env := ""
+	if doc.Summary != nil {
+		env = "; environment now " + clean(doc.Summary.Environment)
+	}
+	fmt.Fprintf(w, "%s (minimum %s%s)\n", clean(v.Verdict), clean(v.Minimum), env)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	header := false
+	for _, c := range doc.Containers {
+		if len(c.Production.Findings) == 0 {
+			continue
+		}
+		if !header {
+			fmt.Fprintln(w)
+			fmt.Fprintln(tw, "SERVICE\tCONTAINER\tOBSERVED\tPRODUCTION-FLOOR\tVERDICT\tFINDING")
+			header = true
+		}
+		verdict := "ready"
+		if !c.Production.Ready {
+			verdict = "NOT READY"
+		}
+		for i, f := range c.Production.Findings {
+			svc, ctr, obs, floor := clean(c.Service), clean(c.Container), clean(c.Observed), clean(c.Production.Floor)
+			if i > 0 {
+				svc, ctr, obs, floor, verdict = "", "", "", "", ""
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s: %s\n", svc, ctr, obs, floor, verdict, clean(string(f.Code)), clean(f.Message))
+		}
+	}
+	_ = tw.Flush()
+}
+
+// readinessExit names on stderr every container that would be below the
+// production floor, with its blocking codes, and returns the exit status.
+func readinessExit(stderr io.Writer, doc statusDoc) int {
+	code := statusOK
+	for _, c := range doc.Containers {
+		if c.Production.Ready {
+			continue
+		}
+		var codes []string
+		for _, f := range c.Production.Findings {
+			if f.Blocking {
+				codes = append(codes, clean(string(f.Code)))
+			}
+		}
+		fmt.Fprintf(stderr, "would be below the production floor: %s/%s observed %s, floor %s: %s\n",
+			clean(c.Service), clean(c.Container), clean(c.Observed), clean(c.Production.Floor), strings.Join(codes, ","))
+		code = statusBelowFloor
+	}
+	return code
 }
 
 func dash(s string) string {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/crank-platform/crank-mtls-controller/certs"
+	"github.com/crank-platform/crank-mtls-controller/probe"
 	"github.com/crank-platform/crank-mtls-controller/reconcile"
 	"github.com/crank-platform/crank-mtls-controller/state"
 	"github.com/crank-platform/crank-mtls-controller/status"
@@ -39,12 +40,24 @@ func belowFloor(r *state.Record) {
 
 func statusServer(t *testing.T, recs ...state.Record) http.Handler {
 	t.Helper()
+	return statusServerIn(reconcile.Production, recs...)
+}
+
+// statusServerIn serves recs as a controller in env with the default
+// production minimum (mtls).
+func statusServerIn(env reconcile.Environment, recs ...state.Record) http.Handler {
 	return status.NewHandler(status.Funcs{
 		RecordsFunc: func() ([]state.Record, error) { return recs, nil },
 		SummaryFunc: func() status.Summary {
-			return status.Summary{Mode: reconcile.Enforce, Environment: reconcile.Production, CANotAfter: statusNow.Add(3650 * 24 * time.Hour)}
+			return status.Summary{Mode: reconcile.Enforce, Environment: env, CANotAfter: statusNow.Add(3650 * 24 * time.Hour),
+				ProductionMinimum: probe.MTLS}
 		},
 	}, status.WithClock(func() time.Time { return statusNow }))
+}
+
+// plainOnly is a development service that asks for plain and serves it.
+func plainOnly(r *state.Record) {
+	r.ObservedLevel, r.Level.Desired = "plain", "plain"
 }
 
 // runStatusCmd runs `controller status args` with env and returns the exit
@@ -148,6 +161,100 @@ func TestStatusCommand(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestStatusCommandAsProduction(t *testing.T) {
+	t.Parallel()
+	healthy := []state.Record{statusRecord("platform", "crank-platform-1"), statusRecord("email-parser", "crank-email-parser-1"),
+		statusRecord("email-parser", "crank-email-parser-2")}
+	withLegacy := append([]state.Record{statusRecord("legacy-reporter", "crank-legacy-reporter-1", plainOnly)}, healthy...)
+	lifted := append([]state.Record{statusRecord("legacy-reporter", "crank-legacy-reporter-1",
+		func(r *state.Record) { r.Level.Desired = "plain" })}, healthy...)
+
+	tests := map[string]struct {
+		recs []state.Record
+		// args are the command's arguments, "URL" replaced by the server's.
+		args []string
+		// wantCode is the exit status; wantOut and wantErr are substrings
+		// of stdout and stderr; notOut and notErr must not be in them.
+		wantCode         int
+		wantOut, wantErr []string
+		notOut, notErr   []string
+	}{
+		"should name a plain-only development service production would refuse, and exit 1": {
+			recs: withLegacy, args: []string{"--url", "URL", "--as", "production"}, wantCode: 1,
+			wantOut: []string{"ready for production: 3/4 (minimum mtls; environment now development)", "PRODUCTION-FLOOR",
+				"crank-legacy-reporter-1", "NOT READY", "label-below-minimum: serves plain as its label asks; production lifts it to mtls"},
+			notOut:  []string{"crank-platform-1"},
+			wantErr: []string{"would be below the production floor: legacy-reporter/crank-legacy-reporter-1 observed plain, floor mtls: label-below-minimum"},
+		},
+		"should pass once the service serves mtls, noting the label production lifts": {
+			recs: lifted, args: []string{"--url", "URL", "--as", "production"}, wantCode: 0,
+			wantOut: []string{"ready for production: 4/4", "label-lifted"}, notErr: []string{"would be below"},
+		},
+		"should pass a stack that asks for nothing below the minimum, with no table": {
+			recs: healthy, args: []string{"--url", "URL", "--as", "production"}, wantCode: 0,
+			wantOut: []string{"ready for production: 3/3"}, notOut: []string{"PRODUCTION-FLOOR"},
+		},
+		"should judge one service with --service": {
+			recs: withLegacy, args: []string{"--url", "URL", "--as", "production", "--service", "email-parser"}, wantCode: 0,
+			wantOut: []string{"ready for production: 2/2 (minimum mtls)"}, notOut: []string{"legacy"},
+		},
+		"should print the JSON with -o json and exit by the verdict": {
+			recs: withLegacy, args: []string{"--url", "URL", "--as", "production", "-o", "json"}, wantCode: 1,
+			wantOut: []string{`"verdict": "ready for production: 3/4"`, `"code": "label-below-minimum"`},
+		},
+		"should exit 0 without --as in development, and show the verdict in the header": {
+			recs: withLegacy, args: []string{"--url", "URL"}, wantCode: 0,
+			wantOut: []string{"ready for production: 3/4 (see --as production)"},
+		},
+		"should exit 2 on another environment": {
+			recs: healthy, args: []string{"--url", "URL", "--as", "staging"}, wantCode: 2, wantErr: []string{`invalid --as "staging": want production`},
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			srv := httptest.NewServer(statusServerIn(reconcile.Development, tc.recs...))
+			defer srv.Close()
+			code, stdout, stderr := runStatusCmd(replaceAll(tc.args, srv.URL), nil)
+			if code != tc.wantCode {
+				t.Errorf("exit: got %d, want %d\nstdout:\n%s\nstderr:\n%s", code, tc.wantCode, stdout, stderr)
+			}
+			for _, s := range tc.wantOut {
+				if !strings.Contains(stdout, s) {
+					t.Errorf("stdout lacks %q:\n%s", s, stdout)
+				}
+			}
+			for _, s := range tc.notOut {
+				if strings.Contains(stdout, s) {
+					t.Errorf("stdout has %q:\n%s", s, stdout)
+				}
+			}
+			for _, s := range tc.wantErr {
+				if !strings.Contains(stderr, s) {
+					t.Errorf("stderr lacks %q:\n%s", s, stderr)
+				}
+			}
+			for _, s := range tc.notErr {
+				if strings.Contains(stderr, s) {
+					t.Errorf("stderr has %q:\n%s", s, stderr)
+				}
+			}
+		})
+	}
+}
+
+func TestStatusCommandAsProductionNeedsAControllerThatJudges(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_ = json.NewEncoder(w).Encode(map[string]any{"api_version": "v1", "summary": map[string]any{"mode": "enforce"}, "containers": []any{}})
+	}))
+	defer srv.Close()
+	code, _, stderr := runStatusCmd([]string{"--url", srv.URL, "--as", "production"}, nil)
+	if code != 2 || !strings.Contains(stderr, "does not judge production readiness") {
+		t.Errorf("got exit %d, stderr %q; want 2 saying the controller does not judge it", code, stderr)
 	}
 }
 

@@ -1,0 +1,87 @@
+package status
+
+import (
+	"encoding/json"
+	"io"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/crank-platform/crank-mtls-controller/state"
+)
+
+// The status API at 1,000 containers must answer within 100 ms. These
+// benchmarks build the report (and encode it, as the handler does) from
+// records that hold as much history as the state keeps, and report the
+// response size. Run them with
+//
+//	go test ./status -run '^$' -bench . -benchmem
+
+const benchContainers = 1000
+
+func BenchmarkBuild1000(b *testing.B) {
+	recs := bigStack(benchContainers)
+	for b.Loop() {
+		Build(recs, devSummary(), t0, Query{})
+	}
+}
+
+func BenchmarkBuildAndEncode1000(b *testing.B) {
+	recs := bigStack(benchContainers)
+	var size int
+	for b.Loop() {
+		rep := Build(recs, devSummary(), t0, Query{})
+		cw := &countingWriter{}
+		if err := json.NewEncoder(cw).Encode(rep); err != nil {
+			b.Fatal(err)
+		}
+		size = cw.n
+	}
+	b.ReportMetric(float64(size), "bytes/response")
+}
+
+// BenchmarkStatusAPI1000 is a whole GET through the handler: the default
+// answer, and the dashboard's (every action of the hour).
+func BenchmarkStatusAPI1000(b *testing.B) {
+	for _, path := range []string{PathStatus, PathStatus + "?since=1h"} {
+		b.Run(path, func(b *testing.B) {
+			benchGet(b, &fakeSource{recs: bigStack(benchContainers), sum: devSummary()}, path)
+		})
+	}
+}
+
+// BenchmarkStatusAPI1000FromStore adds what the controller's Source does
+// on every request: list the records from the state file.
+func BenchmarkStatusAPI1000FromStore(b *testing.B) {
+	store, err := state.Open(b.TempDir(), state.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = store.Close() })
+	for _, r := range bigStack(benchContainers) {
+		if err := store.Put(r); err != nil {
+			b.Fatal(err)
+		}
+	}
+	benchGet(b, Funcs{RecordsFunc: store.List, SummaryFunc: devSummary}, PathStatus+"?since=1h")
+}
+
+func benchGet(b *testing.B, src Source, path string) {
+	h := NewHandler(src, WithClock(func() time.Time { return t0 }))
+	var size int
+	for b.Loop() {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest("GET", path, nil))
+		if w.Code != 200 {
+			b.Fatalf("GET %s: %d %s", path, w.Code, w.Body.String())
+		}
+		size = w.Body.Len()
+	}
+	b.ReportMetric(float64(size), "bytes/response")
+}
+
+type countingWriter struct{ n int }
+
+func (c *countingWriter) Write(p []byte) (int, error) { c.n += len(p); return len(p), nil }
+
+var _ io.Writer = (*countingWriter)(nil)
