@@ -55,11 +55,11 @@ func NewSource(ctx context.Context, cfg Config) (*Source, error) {
 	if len(require) == 0 {
 		return nil, fmt.Errorf("%w: no bundle files in %s", ErrUnusableBundle, dir)
 	}
-	if ps := m.Problems(require); len(ps) > 0 {
-		return nil, fmt.Errorf("%w: %s, generation %s: %s", ErrUnusableBundle, dir, m.Generation, problemsText(ps))
-	}
 	s := &Source{cfg: cfg, dir: dir, require: require, done: make(chan struct{}),
 		log: cfg.Logger.With(keyService, cfg.Service, keyCertsDir, dir)}
+	if err := s.acceptFirst(m); err != nil {
+		return nil, err
+	}
 	s.cur.Store(m)
 	ctx, s.cancel = context.WithCancel(ctx)
 	if cfg.LoadOnce {
@@ -68,6 +68,34 @@ func NewSource(ctx context.Context, cfg Config) (*Source, error) {
 	}
 	go s.watch(ctx)
 	return s, nil
+}
+
+// acceptFirst decides whether m, the bundle found at start, can be served.
+// Files that are missing, unreadable or whose key is not their
+// certificate's cannot: the service refuses to start, as uvicorn does with
+// a bad ssl_certfile. A bundle that is merely not valid now (expired, not
+// yet valid, from another CA, without the right usage) is served, with one
+// WARN: peers refuse it, and the controller replaces it, which the watcher
+// then takes. Refusing it would make a crash loop of what the controller
+// heals in seconds.
+func (s *Source) acceptFirst(m *Material) error {
+	var fatal, stale []Problem
+	for _, p := range m.Problems(s.require) {
+		switch p.Code {
+		case ProblemMissing, ProblemUnsafeFile, ProblemCorrupt, ProblemKeyMismatch:
+			fatal = append(fatal, p)
+		default:
+			stale = append(stale, p)
+		}
+	}
+	if len(fatal) > 0 {
+		return fmt.Errorf("%w: %s, generation %s: %s", ErrUnusableBundle, s.dir, m.Generation, problemsText(fatal))
+	}
+	if len(stale) > 0 {
+		s.log.Warn("serving a bundle that is not valid now, until a valid one replaces it: "+problemsText(stale),
+			keyGeneration, m.Generation)
+	}
+	return nil
 }
 
 // Current is the material in use now; never nil.

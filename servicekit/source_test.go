@@ -2,6 +2,7 @@ package servicekit
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -532,4 +533,30 @@ func TestSourceTransportClosesConnectionsTheSwapMissed(t *testing.T) {
 	if err != nil || third != second {
 		t.Errorf("got %q (%v), want the new connection pooled again (%q)", third, err, second)
 	}
+}
+
+// A bundle that is readable and whose keys match, but that is not valid
+// now (from another CA, here), is served until the controller replaces
+// it: refusing it would turn a bundle the controller heals in seconds into
+// a crash loop. The watcher then takes the valid one.
+func TestNewSourceServesAStaleBundleUntilAValidOneArrives(t *testing.T) {
+	t.Parallel()
+	f := newVolume(t)
+	stale := f.issue(f.ca, "api")
+	stale.CA = f.issue(newAuthority(t), "other").CA // leaves no longer chain to ca.crt
+	f.publish("api", stale)
+	var logs bytes.Buffer
+	s, err := NewSource(context.Background(), Config{Dir: f.dir("api"), Poll: 50 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatalf("NewSource with a bundle from another CA: got %v, want it served", err)
+	}
+	defer s.Close()
+	if !strings.Contains(logs.String(), "wrong-ca") {
+		t.Errorf("logs: got %q, want one WARN naming wrong-ca", logs.String())
+	}
+	gen := f.publish("api", f.issue(f.ca, "api"))
+	waitFor(t, reloadBudget, func() (bool, string) {
+		return s.Current().Generation == gen, "the valid bundle taken; current " + s.Current().Generation
+	})
 }
