@@ -110,20 +110,31 @@ func TestIdentityHostileTenantsGetNothingOfPlatform(t *testing.T) {
 		tenantGen = gen
 		return true, ""
 	})
-	platformGen, err := tnGeneration(filepath.Join(certs, victim))
-	if err != nil {
-		t.Fatalf("platform's generation: %v", err)
-	}
-	if out, err := tnExec(h, tenant.ID, identAttackerUser, "/testservice", "mkfifo", "/certs/tenant/"+tenantGen+"/tls.key"); err != nil {
-		t.Fatalf("planting the named pipe as %s: %v %s", identAttackerUser, err, out)
-	}
-	// fs.protected_hardlinks (on by default) stops uid 1000 from linking a
-	// file it cannot write; root in the tenant's container can, and so can
-	// uid 1000 on a host that turned the protection off.
-	if out, err := tnExec(h, tenant.ID, "0:0", "/testservice", "link",
-		"/certs/"+victim+"/"+platformGen+"/client.key", "/certs/tenant/"+tenantGen+"/client.key"); err != nil {
-		t.Fatalf("planting the hard link: %v %s", err, out)
-	}
+	// The controller rewrites the tenant's bundle as soon as it sees the
+	// first plant, which can remove the generation before the second: then
+	// both are planted again, in the new generation.
+	WaitFor(t, lvDeadline, func() (bool, string) {
+		gen, err := tnGeneration(tenantDir)
+		if err != nil {
+			return false, "tenant's generation: " + err.Error()
+		}
+		platformGen, err := tnGeneration(filepath.Join(certs, victim))
+		if err != nil {
+			return false, "platform's generation: " + err.Error()
+		}
+		if out, err := tnExec(h, tenant.ID, identAttackerUser, "/testservice", "mkfifo", "/certs/tenant/"+gen+"/tls.key"); err != nil {
+			return false, fmt.Sprintf("planting the named pipe as %s: %v %s", identAttackerUser, err, out)
+		}
+		// fs.protected_hardlinks (on by default) stops uid 1000 from linking
+		// a file it cannot write; root in the tenant's container can, and so
+		// can uid 1000 on a host that turned the protection off.
+		if out, err := tnExec(h, tenant.ID, "0:0", "/testservice", "link",
+			"/certs/"+victim+"/"+platformGen+"/client.key", "/certs/tenant/"+gen+"/client.key"); err != nil {
+			return false, fmt.Sprintf("planting the hard link: %v %s", err, out)
+		}
+		tenantGen = gen
+		return true, ""
+	})
 	planted := time.Now()
 	t.Logf("planted a named pipe and a hard link to platform's client.key in tenant's generation %s", tenantGen)
 
