@@ -21,9 +21,13 @@ type Pair struct {
 	KeyPEM  []byte // one PKCS#8 PRIVATE KEY block
 }
 
-// CA is a certificate authority that signs leaves with Issue.
+// CA is a certificate authority that signs leaves with Issue and
+// intermediates with NewIntermediate.
 type CA struct {
 	Pair
+	// Parents are the certificates above this CA, nearest first, ending at
+	// the self-signed root; empty for a root.
+	Parents []*x509.Certificate
 }
 
 // spec is what the options set; NewCA and Issue start from their own
@@ -37,6 +41,9 @@ type spec struct {
 	keyUsage    x509.KeyUsage
 	extKeyUsage []x509.ExtKeyUsage
 	isCA        bool
+	// maxPathLen is the basic constraints' path length; nil keeps the
+	// default of NewCA and NewIntermediate (0), negative means no limit.
+	maxPathLen *int
 }
 
 // Option adjusts a certificate made by NewCA or Issue.
@@ -68,24 +75,83 @@ func WithExtKeyUsage(u ...x509.ExtKeyUsage) Option { return func(s *spec) { s.ex
 // CA:FALSE), for tests of code that must refuse it.
 func NotCA() Option { return func(s *spec) { s.isCA = false } }
 
+// WithMaxPathLen sets how many intermediate CAs may follow a CA made by
+// NewCA or NewIntermediate: 0 (their default) allows leaves only, and a
+// negative n leaves the path length out (no limit).
+func WithMaxPathLen(n int) Option { return func(s *spec) { s.maxPathLen = &n } }
+
 // NewCA returns a self-signed CA. By default it is named "testpki CA", has
 // a fresh ECDSA P-256 key, may sign certificates and CRLs (but no further
-// CAs), and is valid from an hour ago for a day.
+// CAs: WithMaxPathLen allows them), and is valid from an hour ago for a day.
 func NewCA(t testing.TB, opts ...Option) *CA {
 	t.Helper()
+	s := caSpec("testpki CA", opts)
+	tmpl := s.caTemplate(t)
+	return &CA{Pair: sign(t, tmpl, tmpl, s.key, s.key)}
+}
+
+// NewIntermediate returns a CA signed by ca, the way a corporate PKI hands
+// out an issuing CA. Its defaults are NewCA's, named "testpki
+// intermediate"; ca must allow it (WithMaxPathLen on ca) for a verifier to
+// accept leaves under it, and tests of refusals make one that does not.
+func (ca *CA) NewIntermediate(t testing.TB, opts ...Option) *CA {
+	t.Helper()
+	s := caSpec("testpki intermediate", opts)
+	tmpl := s.caTemplate(t)
+	pair := sign(t, tmpl, ca.Cert, s.key, ca.Key)
+	return &CA{Pair: pair, Parents: append([]*x509.Certificate{ca.Cert}, ca.Parents...)}
+}
+
+// ChainPEM is the CA's certificate followed by its Parents up to the root,
+// as an operator's "fullchain" file holds them.
+func (ca *CA) ChainPEM() []byte {
+	return CertPEM(append([]*x509.Certificate{ca.Cert}, ca.Parents...)...)
+}
+
+// ParentsPEM is the Parents alone, as a --chain file holds them.
+func (ca *CA) ParentsPEM() []byte { return CertPEM(ca.Parents...) }
+
+// Root is the self-signed certificate at the top of ca's chain.
+func (ca *CA) Root() *x509.Certificate {
+	if len(ca.Parents) == 0 {
+		return ca.Cert
+	}
+	return ca.Parents[len(ca.Parents)-1]
+}
+
+// caSpec is the spec of a CA before opts: valid from an hour ago for a day,
+// signing certificates and CRLs, path length 0.
+func caSpec(cn string, opts []Option) spec {
 	now := time.Now()
+	zero := 0
 	s := spec{
-		cn: "testpki CA", isCA: true,
+		cn: cn, isCA: true, maxPathLen: &zero,
 		notBefore: now.Add(-time.Hour), notAfter: now.Add(24 * time.Hour),
 		keyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
 	}
 	for _, o := range opts {
 		o(&s)
 	}
+	return s
+}
+
+// caTemplate is the template of a CA certificate, basic constraints set
+// from isCA and maxPathLen.
+func (s *spec) caTemplate(t testing.TB) *x509.Certificate {
+	t.Helper()
 	tmpl := s.template(t)
 	tmpl.IsCA = s.isCA
-	tmpl.MaxPathLenZero = s.isCA
-	return &CA{Pair: sign(t, tmpl, tmpl, s.key, s.key)}
+	if s.isCA {
+		switch n := *s.maxPathLen; {
+		case n < 0:
+			tmpl.MaxPathLen = -1
+		case n == 0:
+			tmpl.MaxPathLenZero = true
+		default:
+			tmpl.MaxPathLen = n
+		}
+	}
+	return tmpl
 }
 
 // Issue returns a leaf signed by ca. By default it is named "leaf" (also
@@ -117,6 +183,14 @@ func (ca *CA) Issue(t testing.TB, opts ...Option) *Pair {
 func (ca *CA) Pool() *x509.CertPool {
 	p := x509.NewCertPool()
 	p.AddCert(ca.Cert)
+	return p
+}
+
+// RootPool returns a pool holding only ca's Root: what a peer trusts when
+// leaves under an intermediate come with their chain.
+func (ca *CA) RootPool() *x509.CertPool {
+	p := x509.NewCertPool()
+	p.AddCert(ca.Root())
 	return p
 }
 

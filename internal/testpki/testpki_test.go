@@ -53,3 +53,33 @@ func TestOptions(t *testing.T) {
 		t.Errorf("got DNS names %v, want the common name [leaf]", got)
 	}
 }
+
+func TestIntermediateChainsToItsRoot(t *testing.T) {
+	t.Parallel()
+	root := NewCA(t, WithCommonName("corp root"), WithMaxPathLen(1))
+	inter := root.NewIntermediate(t, WithCommonName("corp issuing"))
+	leaf := inter.Issue(t, WithCommonName("web"))
+	if got := len(inter.Parents); got != 1 || !inter.Parents[0].Equal(root.Cert) || !inter.Root().Equal(root.Cert) {
+		t.Fatalf("got %d parents, want the root alone", got)
+	}
+	if !inter.Cert.MaxPathLenZero || inter.Cert.MaxPathLen != 0 {
+		t.Errorf("got intermediate path length %d (zero %v), want 0", inter.Cert.MaxPathLen, inter.Cert.MaxPathLenZero)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(inter.Cert)
+	opts := x509.VerifyOptions{Roots: inter.RootPool(), Intermediates: pool, DNSName: "web"}
+	if _, err := leaf.Cert.Verify(opts); err != nil {
+		t.Errorf("got %v verifying a leaf through its intermediate, want it to verify", err)
+	}
+	strict := NewCA(t, WithCommonName("strict root"))
+	under := strict.NewIntermediate(t)
+	pool = x509.NewCertPool()
+	pool.AddCert(under.Cert)
+	_, err := under.Issue(t, WithCommonName("web")).Cert.Verify(x509.VerifyOptions{Roots: strict.RootPool(), Intermediates: pool, DNSName: "web"})
+	if err == nil {
+		t.Error("got a leaf verifying under a root of path length 0 with an intermediate between, want it refused")
+	}
+	if unlimited := NewCA(t, WithMaxPathLen(-1)).Cert; unlimited.MaxPathLen != -1 {
+		t.Errorf("got path length %d with WithMaxPathLen(-1), want -1 (none)", unlimited.MaxPathLen)
+	}
+}
