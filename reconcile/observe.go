@@ -32,16 +32,17 @@ func (r *ContainerReconciler) observe(ctx context.Context, p *pass) (bool, error
 	if err != nil {
 		return false, err
 	}
-	if r.Metrics != nil {
-		r.Metrics.Observed(p.service, p.c.Name, res.Level, desired.Level, res.Level.Rank() < desired.Level.Rank(), res.Duration)
-		r.Metrics.Expiry(p.service, "served", res.ServedNotAfter)
-	}
 	r.noteWatchReload(p, desired, res)
 	plan := r.Levels.Decide(desired, r.observation(p, res))
 	plan = GuardOperator(plan, res.Level, r.operatorFacts(p.c, &p.rec), p.now)
 	s := step{desired: desired, res: res, plan: plan}
 	r.noteGuard(p, s)
 	r.noteLevel(p, s)
+	if r.Metrics != nil {
+		r.Metrics.Observed(Observed{Service: p.service, Container: p.c.Name, Level: res.Level, Desired: desired.Level,
+			Drift: plan.Drift, BelowFloor: plan.BelowFloor, Degraded: plan.Degraded != "", Took: res.Duration})
+		r.Metrics.Expiry(p.service, "served", res.ServedNotAfter)
+	}
 	if plan.ResetBudget {
 		// A new episode: budget and backoff start over; what happened last
 		// (and when the process last reloaded) stays true.

@@ -44,8 +44,9 @@ type RecordStore interface {
 // Metrics receives what a reconcile did. A nil Metrics is valid.
 type Metrics interface {
 	BundleIssued(reason string)
-	// Observed reports one probe of a container against its desired level.
-	Observed(service, container string, observed, desired probe.Level, drift bool, took time.Duration)
+	// Observed reports one probe of a container and what the ladder made
+	// of it.
+	Observed(o Observed)
 	// Remediated counts one remediation action and its result (ok, error,
 	// dry-run, rate-limited).
 	Remediated(action, result string)
@@ -63,6 +64,16 @@ type Metrics interface {
 	// its first bundle was on disk: from the event's own time (the engine's
 	// delay included) and from when the controller received it (its own).
 	BundleLatency(fromEvent, fromReceipt time.Duration)
+}
+
+// Observed is one probe of a container as metrics see it.
+type Observed struct {
+	Service, Container string
+	Level, Desired     probe.Level
+	// Drift: observed < desired; BelowFloor: observed < floor; Degraded:
+	// the ladder gave up (or only reports) while the drift stays.
+	Drift, BelowFloor, Degraded bool
+	Took                        time.Duration // the probe's wall time
 }
 
 // Arrivals tells when containers' create events happened and arrived.

@@ -14,7 +14,6 @@ import (
 
 	"github.com/crank-platform/crank-mtls-controller/certs"
 	"github.com/crank-platform/crank-mtls-controller/dockerwatch"
-	"github.com/crank-platform/crank-mtls-controller/probe"
 	"github.com/crank-platform/crank-mtls-controller/state"
 )
 
@@ -102,13 +101,13 @@ type countingMetrics struct {
 	issued map[string]int
 }
 
-func (m *countingMetrics) Observed(string, string, probe.Level, probe.Level, bool, time.Duration) {}
-func (m *countingMetrics) Remediated(string, string)                                              {}
-func (m *countingMetrics) Forget(string, string)                                                  {}
-func (m *countingMetrics) Expiry(string, string, time.Time)                                       {}
-func (m *countingMetrics) Renewal(string, time.Time, time.Time)                                   {}
-func (m *countingMetrics) IdentityFindings(string, string, []IdentityReason)                      {}
-func (m *countingMetrics) BundleLatency(time.Duration, time.Duration)                             {}
+func (m *countingMetrics) Observed(Observed)                                 {}
+func (m *countingMetrics) Remediated(string, string)                         {}
+func (m *countingMetrics) Forget(string, string)                             {}
+func (m *countingMetrics) Expiry(string, string, time.Time)                  {}
+func (m *countingMetrics) Renewal(string, time.Time, time.Time)              {}
+func (m *countingMetrics) IdentityFindings(string, string, []IdentityReason) {}
+func (m *countingMetrics) BundleLatency(time.Duration, time.Duration)        {}
 
 func (m *countingMetrics) BundleIssued(reason string) {
 	m.mu.Lock()

@@ -7,7 +7,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/crank-platform/crank-mtls-controller/certs"
-	"github.com/crank-platform/crank-mtls-controller/probe"
 	"github.com/crank-platform/crank-mtls-controller/reconcile"
 )
 
@@ -61,6 +60,14 @@ type metrics struct {
 	// crank_security_event_to_bundle_seconds{from}: a new container's
 	// create event to its first bundle on disk.
 	bundleLatency *prometheus.HistogramVec
+	// crank_security_below_floor{service,container}: 1 while observed <
+	// floor (the alarm: in production the floor is the desired level).
+	belowFloor *prometheus.GaugeVec
+	// crank_security_degraded{service,container}: 1 while the ladder has
+	// given up (or only reports) and the drift stays.
+	degraded *prometheus.GaugeVec
+	// crank_security_info{environment,mode,version}: always 1.
+	info *prometheus.GaugeVec
 }
 
 // Known label values, pre-created so dashboards show zeros, not gaps.
@@ -79,6 +86,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.initLevels()
 	m.identity = newIdentityGauge()
 	m.bundleLatency = newLatencyHistogram()
+	m.belowFloor, m.degraded, m.info = newStateGauges()
 	for _, a := range []reconcile.Action{reconcile.ActionRestart, reconcile.ActionSignal, reconcile.ActionRelabel} {
 		for _, r := range reconcile.ActionResults() {
 			m.remediations.WithLabelValues(string(a), string(r))
@@ -94,7 +102,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.bundlesIssued.WithLabelValues(string(r))
 	}
 	reg.MustRegister(m.reconcileDuration, m.reconcileTotal, m.panics, m.events, m.reconnects, m.bundlesIssued,
-		m.level, m.desiredLevel, m.drift, m.probeDuration, m.remediations, m.expiry, m.renewal, m.identity, m.bundleLatency,
+		m.level, m.desiredLevel, m.drift, m.probeDuration, m.remediations, m.expiry, m.renewal, m.identity, m.bundleLatency, m.belowFloor, m.degraded, m.info,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -195,17 +203,22 @@ func (m *metrics) Reconnect() { m.reconnects.Inc() }
 func (m *metrics) BundleIssued(reason string) { m.bundlesIssued.WithLabelValues(reason).Inc() }
 
 // Observed implements reconcile.Metrics.
-func (m *metrics) Observed(service, container string, observed, desired probe.Level, drift bool, took time.Duration) {
-	m.level.WithLabelValues(service, container).Set(float64(observed.Rank()))
-	m.desiredLevel.WithLabelValues(service, container).Set(float64(desired.Rank()))
-	d := 0.0
-	if drift {
-		d = 1
+func (m *metrics) Observed(o reconcile.Observed) {
+	m.level.WithLabelValues(o.Service, o.Container).Set(float64(o.Level.Rank()))
+	m.desiredLevel.WithLabelValues(o.Service, o.Container).Set(float64(o.Desired.Rank()))
+	m.drift.WithLabelValues(o.Service, o.Container).Set(oneIf(o.Drift))
+	m.belowFloor.WithLabelValues(o.Service, o.Container).Set(oneIf(o.BelowFloor))
+	m.degraded.WithLabelValues(o.Service, o.Container).Set(oneIf(o.Degraded))
+	if o.Took > 0 {
+		m.probeDuration.Observe(o.Took.Seconds())
 	}
-	m.drift.WithLabelValues(service, container).Set(d)
-	if took > 0 {
-		m.probeDuration.Observe(took.Seconds())
+}
+
+func oneIf(b bool) float64 {
+	if b {
+		return 1
 	}
+	return 0
 }
 
 // Remediated implements reconcile.Metrics.
@@ -215,7 +228,7 @@ func (m *metrics) Remediated(action, result string) {
 
 // Forget implements reconcile.Metrics: a destroyed container's series go.
 func (m *metrics) Forget(service, container string) {
-	for _, g := range []*prometheus.GaugeVec{m.level, m.desiredLevel, m.drift} {
+	for _, g := range []*prometheus.GaugeVec{m.level, m.desiredLevel, m.drift, m.belowFloor, m.degraded} {
 		g.DeleteLabelValues(service, container)
 	}
 	m.identity.DeletePartialMatch(prometheus.Labels{"service": service, "container": container})

@@ -20,7 +20,7 @@ func TestMetricsLint(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := newMetrics(reg)
 	// Touch the vectors that have no pre-created series so they are gathered.
-	m.Observed("platform", "crank-platform-1", probe.MTLS, probe.MTLS, false, time.Millisecond)
+	m.Observed(reconcile.Observed{Service: "platform", Container: "crank-platform-1", Level: probe.MTLS, Desired: probe.MTLS, Took: time.Millisecond})
 	m.Expiry("platform", "server", time.Now())
 	problems, err := testutil.GatherAndLint(reg)
 	if err != nil {
@@ -65,7 +65,7 @@ func TestLevelGaugeMapping(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := newMetrics(reg)
 	for lvl, want := range map[probe.Level]float64{probe.Down: 0, probe.Plain: 1, probe.TLS: 2, probe.MTLS: 3} {
-		m.Observed("svc", "c", lvl, probe.MTLS, lvl != probe.MTLS, 0)
+		m.Observed(reconcile.Observed{Service: "svc", Container: "c", Level: lvl, Desired: probe.MTLS, Drift: lvl != probe.MTLS})
 		if got := testutil.ToFloat64(m.level.WithLabelValues("svc", "c")); got != want {
 			t.Errorf("got %v for %s, want %v", got, lvl, want)
 		}
@@ -108,4 +108,26 @@ func TestReconcileDurationCarriesTheReconcileID(t *testing.T) {
 		}
 	}
 	t.Error("reconcile duration: got no exemplar, want one with the reconcile ID")
+}
+
+// The gauges alert rules key on follow each probe, and a forgotten
+// container's series go.
+func TestMetricsFollowFloorAndDegradation(t *testing.T) {
+	t.Parallel()
+	m := newMetrics(prometheus.NewRegistry())
+	m.Observed(reconcile.Observed{Service: "svc", Container: "c", Level: probe.Plain, Desired: probe.MTLS,
+		Drift: true, BelowFloor: true, Degraded: true})
+	for name, g := range map[string]*prometheus.GaugeVec{"below_floor": m.belowFloor, "degraded": m.degraded} {
+		if got := testutil.ToFloat64(g.WithLabelValues("svc", "c")); got != 1 {
+			t.Errorf("%s: got %v, want 1", name, got)
+		}
+	}
+	m.Forget("svc", "c")
+	if got := testutil.CollectAndCount(m.degraded); got != 0 {
+		t.Errorf("degraded series after Forget: got %d, want 0", got)
+	}
+	m.setInfo(Config{Environment: reconcile.Production, Mode: reconcile.Enforce})
+	if got := testutil.ToFloat64(m.info.WithLabelValues("production", "enforce", version())); got != 1 {
+		t.Errorf("info: got %v, want 1", got)
+	}
 }

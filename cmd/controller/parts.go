@@ -56,6 +56,7 @@ func openParts(ctx context.Context, cfg Config, log *slog.Logger) (*parts, func(
 	p.prober = probe.New(probe.Options{})
 	p.reg = prometheus.NewRegistry()
 	p.metrics = newMetrics(p.reg)
+	p.metrics.setInfo(cfg)
 	p.metrics.Expiry("", "ca", p.authority.Active().Cert.NotAfter)
 	p.queue = reconcile.NewQueue(reconcile.QueueOptions{})
 	return p, closeAll, nil
@@ -100,6 +101,7 @@ func (p *parts) components() ([]component, error) {
 	// The watcher's resync finds containers gone while it was connected; the
 	// sweep is for those gone while the controller was down, so after the
 	// one at start it runs seldom.
+	p.metrics.trackStream(p.reg, watcher)
 	sweeper := &reconcile.Sweeper{Records: p.store, Enqueue: p.queue.Add, Every: sweepEvery * p.cfg.Resync, Log: p.log,
 		// The active CA changes on a rollover or a recovery.
 		Tick: func() { p.metrics.Expiry("", "ca", p.authority.Active().Cert.NotAfter) }}
