@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -86,78 +87,102 @@ func loadConfig(getenv func(string) string) (config, error) {
 		HTTPPort:  orDefault(getenv("SERVICE_PORT"), "8080"),
 		Mode:      Mode(orDefault(getenv("MODE"), string(ModeAdaptive))),
 	}
+	for _, step := range []func(*config, func(string) string) error{loadServing, loadReload, loadFlags, loadCalls} {
+		if err := step(&cfg, getenv); err != nil {
+			return config{}, err
+		}
+	}
+	return cfg, nil
+}
+
+// loadServing reads who the service is, where its bundle is, its ports and
+// its mode.
+func loadServing(cfg *config, getenv func(string) string) error {
 	if cfg.Service == "" {
-		return config{}, fmt.Errorf("SERVICE_NAME is required")
+		return fmt.Errorf("SERVICE_NAME is required")
 	}
 	kit, err := servicekit.FromEnv(cfg.Service, getenv)
 	if err != nil {
-		return config{}, fmt.Errorf("SERVICE_NAME=%q: %w", cfg.Service, err)
+		return fmt.Errorf("SERVICE_NAME=%q: %w", cfg.Service, err)
 	}
 	kit.Dir = cfg.CertsDir
 	cfg.kit, cfg.CertsDir = kit, kit.BundleDir()
 	for name, port := range map[string]string{"SERVICE_HTTPS_PORT": cfg.HTTPSPort, "SERVICE_PORT": cfg.HTTPPort} {
 		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-			return config{}, fmt.Errorf("%s=%q: want a port number 1-65535", name, port)
+			return fmt.Errorf("%s=%q: want a port number 1-65535", name, port)
 		}
 	}
 	cfg.HTTPSAddr, cfg.HTTPAddr = ":"+cfg.HTTPSPort, ":"+cfg.HTTPPort
 	switch cfg.Mode {
 	case ModeAdaptive, ModeTheater, ModePlainOnly, ModeCrashOnStart:
-	default:
-		return config{}, fmt.Errorf("MODE=%q: want adaptive, theater, plain-only or crash-on-start", cfg.Mode)
+		return nil
 	}
+	return fmt.Errorf("MODE=%q: want adaptive, theater, plain-only or crash-on-start", cfg.Mode)
+}
+
+// loadReload reads how the service takes a new bundle, and how long it
+// waits for one at start.
+func loadReload(cfg *config, getenv func(string) string) error {
 	switch sig := getenv("RELOAD_SIGNAL"); sig {
 	case "":
 	case "SIGHUP":
 		cfg.ReloadOnSIGHUP = true
 	default:
-		return config{}, fmt.Errorf("RELOAD_SIGNAL=%q: only SIGHUP is supported", sig)
+		return fmt.Errorf("RELOAD_SIGNAL=%q: only SIGHUP is supported", sig)
 	}
 	switch v := getenv("RELOAD"); v {
 	case "", "watch":
 	case "off":
 		cfg.LoadOnce = true
 	default:
-		return config{}, fmt.Errorf("RELOAD=%q: want watch or off", v)
+		return fmt.Errorf("RELOAD=%q: want watch or off", v)
 	}
-	if v := getenv("CERTS_WAIT"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d < 0 {
-			return config{}, fmt.Errorf("CERTS_WAIT=%q: want a duration such as 30s", v)
-		}
-		cfg.CertsWait = d
-	}
+	d, err := durationEnv(getenv, "CERTS_WAIT", 0, "a duration such as 30s")
+	cfg.CertsWait = d
+	return err
+}
+
+// loadFlags reads the behaviour switches: HTTP next to HTTPS, an HTTP
+// healthcheck, and draining on SIGTERM.
+func loadFlags(cfg *config, getenv func(string) string) error {
+	var err error
 	if cfg.AlsoHTTP, err = boolEnv(getenv, "ALSO_HTTP"); err != nil {
-		return config{}, err
+		return err
 	}
 	if cfg.AllowHTTPHealthcheck, err = boolEnv(getenv, "ALLOW_HTTP_HEALTHCHECK"); err != nil {
-		return config{}, err
+		return err
 	}
+	cfg.Drain, err = durationEnv(getenv, "DRAIN_ON_SIGTERM", 0, "a duration such as 25s")
+	return err
+}
+
+// loadCalls reads the peers a worker calls, and how often.
+func loadCalls(cfg *config, getenv func(string) string) error {
 	for _, u := range strings.Split(getenv("CALL_URL"), ",") {
 		if u = strings.TrimSpace(u); u == "" {
 			continue
 		}
 		if !strings.HasPrefix(u, "https://") {
-			return config{}, fmt.Errorf("CALL_URL=%q: want https URLs (workers call peers over mTLS)", u)
+			return fmt.Errorf("CALL_URL=%q: want https URLs (workers call peers over mTLS)", u)
 		}
 		cfg.CallURLs = append(cfg.CallURLs, u)
 	}
-	cfg.CallInterval = 5 * time.Second
-	if v := getenv("CALL_INTERVAL"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d < 10*time.Millisecond {
-			return config{}, fmt.Errorf("CALL_INTERVAL=%q: want a duration of at least 10ms", v)
-		}
-		cfg.CallInterval = d
+	d, err := durationEnv(getenv, "CALL_INTERVAL", 10*time.Millisecond, "a duration of at least 10ms")
+	cfg.CallInterval = cmp.Or(d, 5*time.Second)
+	return err
+}
+
+// durationEnv reads name as a duration of at least atLeast; unset is zero.
+func durationEnv(getenv func(string) string, name string, atLeast time.Duration, want string) (time.Duration, error) {
+	v := getenv(name)
+	if v == "" {
+		return 0, nil
 	}
-	if v := getenv("DRAIN_ON_SIGTERM"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil || d < 0 {
-			return config{}, fmt.Errorf("DRAIN_ON_SIGTERM=%q: want a duration such as 25s", v)
-		}
-		cfg.Drain = d
+	d, err := time.ParseDuration(v)
+	if err != nil || d < atLeast {
+		return 0, fmt.Errorf("%s=%q: want %s", name, v, want)
 	}
-	return cfg, nil
+	return d, nil
 }
 
 func orDefault(v, def string) string {
