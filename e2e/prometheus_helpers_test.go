@@ -60,7 +60,6 @@ scrape_configs:
   - job_name: %[3]s
     static_configs:
       - targets: [%[4]q]
-        labels: {environment: production}
 `, promInterval, rulesPath, promJob, target)
 	for name, text := range map[string]string{"alerts.yaml": rules, "prometheus.yml": config} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o600); err != nil {
@@ -287,8 +286,8 @@ func (p *promServer) checkEveryRule(t *testing.T, names []string) {
 	if !slices.Equal(loaded, names) {
 		t.Fatalf("got rules %v loaded, want those of alerts.yaml %v", loaded, names)
 	}
-	// A selector's other labels may match nothing here (environment!=
-	// "production" in a production stack); its metric must have series.
+	// A rule may match nothing here (CrankSecurityBelowFloor under a
+	// production controller); every metric it reads must have series.
 	WaitFor(t, lvDeadline, func() (bool, string) {
 		var missing []string
 		for m := range metrics {

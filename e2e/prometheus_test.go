@@ -18,15 +18,15 @@ import (
 // The shipped alert rules (deploy/prometheus/alerts.yaml) in a real
 // Prometheus: Debian's binary on the host, with a temporary config and data
 // directory, scraping a controller in production through its port
-// published on 127.0.0.1. Every rule's `for:` is cut to promFor in the
-// test's copy, so an alert fires in seconds; the expressions are the
-// shipped ones.
+// published on 127.0.0.1. The scrape config sets the job and no other
+// label: the rules take the environment from the controller's
+// crank_security_info. Every rule's `for:` is cut to promFor in the test's
+// copy, so an alert fires in seconds; the expressions are the shipped ones.
 //
 // Run it alone with: go test -tags e2e -count=1 -run TestPrometheus -v ./e2e/
 
 const (
-	// promJob and the environment label are what alerts.yaml expects of
-	// the scrape configuration.
+	// promJob is the job alerts.yaml expects of the scrape configuration.
 	promJob = "crank-mtls-controller"
 	promFor = "2s"
 	// promInterval is the scrape and evaluation interval.
@@ -35,8 +35,10 @@ const (
 
 // A healthy service and a plain-only one under a production controller:
 // Prometheus loads every rule, each evaluates without error once the
-// series it reads exist, and the drift alert fires for the plain-only
-// container and never for the healthy one.
+// series it reads exist, the drift alert fires for the plain-only
+// container and never for the healthy one, the degraded alert follows once
+// the ladder has spent its budget, and the rules meant for other
+// environments or states stay silent.
 func TestPrometheusRulesEvaluateAndDriftFires(t *testing.T) {
 	t.Parallel()
 	certs := t.TempDir() // first: removed after the containers writing into it
@@ -63,7 +65,7 @@ func TestPrometheusRulesEvaluateAndDriftFires(t *testing.T) {
 	t.Logf("MEASURE: prometheus: plain-only service started -> CrankSecurityDriftInProduction firing = %s, of which pending = %s (for: %s, intervals %s)",
 		seen.Sub(legacyStarted).Round(time.Millisecond), seen.Sub(firing.ActiveAt).Round(time.Millisecond), promFor, promInterval)
 	wantLabels := map[string]string{"alertname": "CrankSecurityDriftInProduction", "severity": "critical", "job": promJob,
-		"instance": metricsAddr, "environment": "production", "service": "legacy", "container": legacy.Name}
+		"instance": metricsAddr, "service": "legacy", "container": legacy.Name}
 	for k, v := range wantLabels {
 		if got := firing.Labels[k]; got != v {
 			t.Errorf("drift alert label %s: got %q, want %q", k, got, v)
@@ -73,11 +75,27 @@ func TestPrometheusRulesEvaluateAndDriftFires(t *testing.T) {
 		t.Errorf("drift alert summary: got %q, want %q", got, want)
 	}
 
+	// The ladder restarts it lvBudget times, then gives up: degraded.
+	degraded := prom.waitAlert(t, "CrankSecurityDegraded", map[string]string{"service": "legacy"}, "firing")
+	t.Logf("MEASURE: prometheus: plain-only service started -> CrankSecurityDegraded firing = %s",
+		time.Since(legacyStarted).Round(time.Millisecond))
+	if got, want := degraded.Labels["container"], legacy.Name; got != want {
+		t.Errorf("degraded alert container: got %q, want %q", got, want)
+	}
+
 	prom.checkEveryRule(t, rules.names)
 
 	// ALERTS holds every pending or firing sample since Prometheus started.
-	if got := prom.query(t, `ALERTS{alertname="CrankSecurityDriftInProduction",service="shop"}[10m]`); len(got) != 0 {
-		t.Errorf("got drift alert samples for the healthy service shop %v, want none", got)
+	for expr, why := range map[string]string{
+		`ALERTS{alertname="CrankSecurityDriftInProduction",service="shop"}[10m]`: "drift alert samples for the healthy service shop",
+		`ALERTS{alertname="CrankSecurityDegraded",service="shop"}[10m]`:          "degraded alert samples for the healthy service shop",
+		// legacy is below its floor too, but under a production controller.
+		`ALERTS{alertname="CrankSecurityBelowFloor"}[10m]`:            "below-floor alert samples under a production controller",
+		`ALERTS{alertname="CrankDockerEventStreamDisconnected"}[10m]`: "event stream alert samples with the controller ready",
+	} {
+		if got := prom.query(t, expr); len(got) != 0 {
+			t.Errorf("got %s %v, want none", why, got)
+		}
 	}
 	firingNow := []string{}
 	for _, s := range prom.query(t, `ALERTS{alertstate="firing"}`) {
