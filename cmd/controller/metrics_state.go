@@ -13,7 +13,7 @@ func newStateGauges() (belowFloor, degraded, info *prometheus.GaugeVec) {
 	}, []string{"service", "container"})
 	degraded = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "crank_security_degraded",
-		Help: "1 while the remediation ladder has given up (budget spent, already relabelled, or on-drift=report) and the drift stays, else 0.",
+		Help: "1 while the remediation ladder has given up (budget spent, already relabelled, or on-drift=report) on a drift or a reload the container still needs, else 0.",
 	}, []string{"service", "container"})
 	info = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "crank_security_info",
