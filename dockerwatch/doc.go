@@ -35,6 +35,19 @@
 //     identical one with edited labels, and rolls back to the old container
 //     if any step fails.
 //
+// Swarm (swarm*.go), for the controller's swarm mode, on a manager:
+//
+//   - Service, Task, Secret, SwarmConfig and Node are the package's own
+//     models of the swarm objects, converted at the boundary like
+//     Container (swarm_convert.go).
+//   - The Client lists and inspects services and tasks, creates and
+//     removes secrets and configs, and updates a service by ServiceChange
+//     (swarm_change.go: the one place a spec is edited), refusing when the
+//     spec moved on since the caller read it (ErrServiceChanged).
+//   - NewSwarmWatcher is the same Watcher over another source: service
+//     events and task containers' events, keyed by service ID, with a
+//     resync that also fingerprints each service's running tasks.
+//
 // It talks to the Docker daemon over whatever DOCKER_HOST (or the host passed
 // to New) points at, and to nothing else.
 package dockerwatch

@@ -7,4 +7,5 @@ const (
 	keyBackoff    = "backoff"
 	keyConnLived  = "connection_lived"
 	keyContainers = "containers"
+	keyServices   = "services"
 )

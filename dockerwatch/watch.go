@@ -142,9 +142,47 @@ func eventFilters() filters.Args {
 	return f
 }
 
-// Watcher turns Docker container events into keys on a queue. See Start.
+// streamAPI is what every Watcher needs of the daemon, whatever it watches:
+// the event stream and a ping for the watchdog.
+type streamAPI interface {
+	Events(ctx context.Context, options events.ListOptions) (<-chan events.Message, <-chan error)
+	Ping(ctx context.Context) (types.Ping, error)
+}
+
+// source is what a Watcher watches: which events it subscribes to, which
+// key ("" for none) an event concerns, and how to list every key with a
+// fingerprint of its state, which the resync compares. Containers are one
+// source (containerSource); swarm services are another (swarm_watch.go).
+type source interface {
+	filters() filters.Args
+	key(m events.Message) string
+	list(ctx context.Context) (map[string]string, error)
+	// countKey is the log key for how many keys a list enqueued.
+	countKey() string
+}
+
+// containerSource watches containers, keyed by container ID.
+type containerSource struct{ api EventsAPI }
+
+func (containerSource) filters() filters.Args       { return eventFilters() }
+func (containerSource) key(m events.Message) string { return m.Actor.ID }
+func (containerSource) countKey() string            { return keyContainers }
+func (s containerSource) list(ctx context.Context) (map[string]string, error) {
+	list, err := s.api.ContainerList(ctx, container.ListOptions{All: true})
+	if err != nil {
+		return nil, fmt.Errorf("listing containers: %w", err)
+	}
+	out := make(map[string]string, len(list))
+	for _, c := range list {
+		out[c.ID] = string(c.State)
+	}
+	return out, nil
+}
+
+// Watcher turns Docker events into keys on a queue. See Start.
 type Watcher struct {
-	api  EventsAPI
+	api  streamAPI
+	src  source
 	q    Enqueuer
 	opts WatcherOptions
 	log  *slog.Logger
@@ -170,9 +208,14 @@ type Watcher struct {
 // NewWatcher returns a Watcher that reads events from api and adds container
 // IDs to q.
 func NewWatcher(api EventsAPI, q Enqueuer, opts WatcherOptions) *Watcher {
+	return newWatcher(api, containerSource{api}, q, opts)
+}
+
+func newWatcher(api streamAPI, src source, q Enqueuer, opts WatcherOptions) *Watcher {
 	opts = opts.withDefaults()
 	return &Watcher{
 		api:    api,
+		src:    src,
 		q:      q,
 		opts:   opts,
 		log:    opts.Logger,
@@ -266,7 +309,7 @@ var errSubscribeTimeout = errors.New("daemon did not answer the events subscript
 func (w *Watcher) subscribe(ctx context.Context) (<-chan events.Message, <-chan error, error) {
 	subCtx, cancel := context.WithCancelCause(ctx)
 	timer := time.AfterFunc(w.opts.RequestTimeout, func() { cancel(errSubscribeTimeout) })
-	msgs, errs := w.api.Events(subCtx, events.ListOptions{Filters: eventFilters()})
+	msgs, errs := w.api.Events(subCtx, events.ListOptions{Filters: w.src.filters()})
 	if !timer.Stop() {
 		cancel(nil)
 		return nil, nil, fmt.Errorf("subscribing to docker events: %w", errSubscribeTimeout)
@@ -310,8 +353,8 @@ func (w *Watcher) receive(ctx context.Context, msgs <-chan events.Message, errs 
 func (w *Watcher) observe(m events.Message) {
 	// Noted before the key is queued, so the reconcile it triggers sees it.
 	w.opts.Interventions.Note(m.Actor.ID, string(m.Action), m.Actor.Attributes["signal"], time.Unix(0, m.TimeNano))
-	if m.Actor.ID != "" {
-		w.q.Add(m.Actor.ID)
+	if key := w.src.key(m); key != "" {
+		w.q.Add(key)
 	}
 	if ts := m.TimeNano; ts > w.lastEvent.Load() {
 		// Only this goroutine writes while connected, so load-then-store
@@ -329,14 +372,14 @@ func (w *Watcher) observe(m events.Message) {
 func (w *Watcher) listAndResync(ctx context.Context, cancel context.CancelCauseFunc) {
 	n, err := w.enqueueAll(ctx, true)
 	if err != nil {
-		cancel(fmt.Errorf("listing containers after subscribing: %w", err))
+		cancel(fmt.Errorf("listing after subscribing: %w", err))
 		return
 	}
 	if ctx.Err() != nil {
 		return
 	}
 	w.ready.Store(true)
-	w.log.Info("docker event stream connected", keyContainers, n)
+	w.log.Info("docker event stream connected", w.src.countKey(), n)
 
 	t := time.NewTicker(w.opts.Resync)
 	defer t.Stop()
@@ -352,26 +395,25 @@ func (w *Watcher) listAndResync(ctx context.Context, cancel context.CancelCauseF
 	}
 }
 
-// enqueueAll lists every container and enqueues it: all of them when full
-// (a new connection, after which nothing the stream missed can be trusted),
-// otherwise only those whose state changed since the last list, plus those
-// gone from it. A periodic resync of a settled stack then costs one list.
-// Nothing is lost by skipping the rest: each managed container is looked at
-// again on its own schedule (its probe, its renewal), which the reconciler
-// keeps, and a missed event that changed a container changes its state.
+// enqueueAll lists every key (container) and enqueues it: all of them when
+// full (a new connection, after which nothing the stream missed can be
+// trusted), otherwise only those whose state changed since the last list,
+// plus those gone from it. A periodic resync of a settled stack then costs
+// one list. Nothing is lost by skipping the rest: each managed container is
+// looked at again on its own schedule (its probe, its renewal), which the
+// reconciler keeps, and a missed event that changed a container changes its
+// state.
 func (w *Watcher) enqueueAll(ctx context.Context, full bool) (int, error) {
 	ctx, cancel := context.WithTimeout(ctx, w.opts.RequestTimeout)
 	defer cancel()
-	list, err := w.api.ContainerList(ctx, container.ListOptions{All: true})
+	seen, err := w.src.list(ctx)
 	if err != nil {
-		return 0, fmt.Errorf("listing containers: %w", err)
+		return 0, err
 	}
-	seen := make(map[string]string, len(list))
 	n := 0
-	for _, c := range list {
-		seen[c.ID] = string(c.State)
-		if prev, ok := w.seen[c.ID]; full || !ok || prev != string(c.State) {
-			w.q.Add(c.ID)
+	for _, key := range sortedKeys(seen) {
+		if prev, ok := w.seen[key]; full || !ok || prev != seen[key] {
+			w.q.Add(key)
 			n++
 		}
 	}

@@ -107,7 +107,7 @@ func (w *Watcher) pastEvents(ctx context.Context, since, until int64) ([]events.
 	msgs, errs := w.api.Events(ctx, events.ListOptions{
 		Since:   unixNanoString(since),
 		Until:   unixNanoString(until),
-		Filters: eventFilters(),
+		Filters: w.src.filters(),
 	})
 	var out []events.Message
 	for {
