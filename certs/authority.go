@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"slices"
 	"sync"
 	"time"
 )
@@ -23,6 +24,13 @@ const (
 	// indistinguishable from an operator's mistake, and the controller could
 	// never start again without a human.
 	authCreatingFile = "ca.creating"
+	// authImportCertFile and authImportKeyFile hold a CA staged by
+	// `controller ca import` (StageImport): its certificate with the chain
+	// above it, and its key. The CLI writes them, never ca.* files; the
+	// running controller adopts them as the successor (AdoptSuccessor), or
+	// OpenAuthority installs them when there is no CA yet.
+	authImportCertFile = "ca-import.crt"
+	authImportKeyFile  = "ca-import.key"
 
 	authKeyPerm  fs.FileMode = 0o600
 	authCertPerm fs.FileMode = 0o644
@@ -81,6 +89,12 @@ func (o AuthorityOptions) withDefaults() (AuthorityOptions, error) {
 //	ca.crt, ca.key (0600)            the active (issuing) CA
 //	ca-next.crt, ca-next.key (0600)  successor, during a rollover (created, not yet issuing)
 //	ca-retiring.crt                  old CA cert(s) still trusted after the switch, until retired
+//	ca-import.crt, ca-import.key     a CA staged by `controller ca import`, until adopted
+//
+// A CA certificate file holds the CA's certificate followed by its chain up
+// to the root (CA.ChainPEM): one certificate for a CA the controller
+// created. ca-retiring.crt holds such runs one after the other. Peers are
+// given the trust anchors (roots) only; leaves carry the intermediates.
 //
 // A rollover is CreateSuccessor (peers learn to trust the successor), then
 // Promote once every bundle carries the new trust bundle (issuance
@@ -101,7 +115,7 @@ type Authority struct {
 	mu        sync.RWMutex
 	active    *CA
 	successor *CA
-	retiring  []*x509.Certificate
+	retiring  []certPath // each old CA's certificate and its chain
 	// pendingPromote is set once a Promote has switched ca.crt but not yet
 	// finished rewriting ca.key and removing ca-next.*; mutators finish it
 	// first, so CreateSuccessor can never overwrite the only copy of the
@@ -131,16 +145,23 @@ func (a *Authority) Successor() *CA {
 	return a.successor
 }
 
-// Retiring returns the old CA certificates still trusted after a Promote.
+// Retiring returns the old CA certificates still trusted after a Promote
+// (each CA's own certificate, not the chain above it).
 func (a *Authority) Retiring() []*x509.Certificate {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
-	return append([]*x509.Certificate(nil), a.retiring...)
+	out := make([]*x509.Certificate, len(a.retiring))
+	for i, p := range a.retiring {
+		out[i] = p[0]
+	}
+	return out
 }
 
-// TrustBundle returns, as PEM, every CA certificate a peer must trust: the
-// active one, the successor, then the retiring ones, without duplicates.
-// The order is stable so that an unchanged bundle compares equal bytewise.
+// TrustBundle returns, as PEM, every trust anchor a peer must hold: the
+// active CA's, the successor's, then the retiring ones', without
+// duplicates. A CA's anchor is the root of its chain, so two intermediates
+// of one root share it; a CA the controller created is its own anchor. The
+// order is stable so that an unchanged bundle compares equal bytewise.
 func (a *Authority) TrustBundle() []byte {
 	return encodeCertsPEM(a.trustCerts())
 }
@@ -161,11 +182,14 @@ func (a *Authority) trustCerts() []*x509.Certificate {
 }
 
 func (a *Authority) trustCertsLocked() []*x509.Certificate {
-	certs := []*x509.Certificate{a.active.Cert}
+	certs := []*x509.Certificate{a.active.Anchor()}
 	if a.successor != nil {
-		certs = append(certs, a.successor.Cert)
+		certs = append(certs, a.successor.Anchor())
 	}
-	return dedupeCerts(append(certs, a.retiring...))
+	for _, p := range a.retiring {
+		certs = append(certs, p.anchor())
+	}
+	return dedupeCerts(certs)
 }
 
 // CreateSuccessor creates the next CA (options as for a first-run CA) and
@@ -195,7 +219,7 @@ func (a *Authority) CreateSuccessor(now time.Time) (*CA, error) {
 		if err := a.write(root, authNextKeyFile, keyPEM, authKeyPerm); err != nil {
 			return err
 		}
-		return a.write(root, authNextCertFile, ca.CertPEM(), authCertPerm)
+		return a.write(root, authNextCertFile, ca.ChainPEM(), authCertPerm)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("creating successor CA in %s: %w", a.dir, err)
@@ -205,8 +229,8 @@ func (a *Authority) CreateSuccessor(now time.Time) (*CA, error) {
 }
 
 // Promote makes the successor the issuing CA and moves the old active
-// certificate to the retiring set, which stays in the trust bundle until
-// Retire. Order, each step durable before the next:
+// certificate (with its chain) to the retiring set, which stays in the
+// trust bundle until Retire. Order, each step durable before the next:
 //
 //  1. ca-retiring.crt += old ca.crt   (still trusted whatever happens next)
 //  2. ca.crt = successor certificate  (from here on OpenAuthority resolves the
@@ -220,15 +244,15 @@ func (a *Authority) Promote() error {
 		return fmt.Errorf("promoting CA: %w", ErrNoSuccessor)
 	}
 	next := a.successor
-	retiring := dedupeCerts(append(append([]*x509.Certificate(nil), a.retiring...), a.active.Cert))
+	retiring := dedupePaths(append(slices.Clone(a.retiring), a.active.path()))
 	err := a.withRoot(func(root *os.Root) error {
 		if err := a.completePromoteLocked(root); err != nil {
 			return err
 		}
-		if err := a.write(root, authRetiringFile, encodeCertsPEM(retiring), authCertPerm); err != nil {
+		if err := a.write(root, authRetiringFile, encodePaths(retiring), authCertPerm); err != nil {
 			return err
 		}
-		if err := a.write(root, authCertFile, next.CertPEM(), authCertPerm); err != nil {
+		if err := a.write(root, authCertFile, next.ChainPEM(), authCertPerm); err != nil {
 			return err
 		}
 		// Committed: a restart now loads the successor as active.
@@ -327,7 +351,10 @@ func (a *Authority) step(name string) {
 }
 
 // OpenAuthority loads the CA material in dir, creating dir (0700) and a new
-// CA when neither ca.crt nor ca.key exists; created reports that.
+// CA when neither ca.crt nor ca.key exists; created reports that. When a
+// CA staged by `controller ca import` waits there (StageImport) and is
+// valid now, that CA becomes the first one instead of a new one (created is
+// true as well).
 //
 // It never creates a CA over existing material. One of ca.crt/ca.key
 // without the other, corrupt PEM, a key that does not match its
@@ -366,7 +393,7 @@ func openAuthority(dir string, opts AuthorityOptions, now time.Time, afterStep f
 		if err != nil {
 			return err
 		}
-		st, err := resolveAuthorityFiles(files)
+		st, err := resolveAuthorityFiles(files, now)
 		if err != nil {
 			return err
 		}
@@ -378,6 +405,14 @@ func openAuthority(dir string, opts AuthorityOptions, now time.Time, afterStep f
 		case st.createFromKey != nil:
 			created = true
 			return a.finishCreateLocked(root, st.createFromKey, now)
+		case st.createFromImport != nil:
+			created = true
+			return a.installImportLocked(root, st.createFromImport)
+		}
+		if st.removeImport {
+			if err := a.removeStagedImport(root); err != nil {
+				return err
+			}
 		}
 		if st.removeNext {
 			if err := a.remove(root, authNextKeyFile); err != nil {
@@ -394,7 +429,7 @@ func openAuthority(dir string, opts AuthorityOptions, now time.Time, afterStep f
 	if err != nil {
 		return nil, false, fmt.Errorf("opening CA in %s: %w", dir, err)
 	}
-	if err := checkCATime(a.active.Cert, now); err != nil {
+	if err := checkCATime(a.active, now); err != nil {
 		if errors.Is(err, ErrCAExpired) {
 			return a, created, fmt.Errorf("opening CA in %s: %w", dir, err)
 		}

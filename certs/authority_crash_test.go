@@ -2,6 +2,7 @@ package certs
 
 import (
 	"crypto/x509"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -20,6 +21,18 @@ func TestAuthorityCrashStatesLoad(t *testing.T) {
 	r := fixtureCA(t, withCACommonName("R (retiring from an earlier rollover)"))
 	keyA, keyB := mustKeyPEM(t, a), mustKeyPEM(t, b)
 	retR, retRA := r.CertPEM(), append(r.CertPEM(), a.CertPEM()...)
+	corp := newCorpPKI(t, "I (imported)")
+	imp := corp.importedCA(t)
+	impCert, impKey := imp.ChainPEM(), mustKeyPEM(t, imp)
+	staged := map[string][]byte{"ca-import.crt": impCert, "ca-import.key": impKey}
+	with := func(base map[string][]byte, more ...map[string][]byte) map[string][]byte {
+		out := maps.Clone(base)
+		for _, m := range more {
+			maps.Copy(out, m)
+		}
+		return out
+	}
+	activeA := map[string][]byte{"ca.crt": a.CertPEM(), "ca.key": keyA}
 
 	tests := map[string]struct {
 		files map[string][]byte
@@ -37,6 +50,8 @@ func TestAuthorityCrashStatesLoad(t *testing.T) {
 		wantRetiring []*x509.Certificate
 		// wantFiles is the directory listing after OpenAuthority repaired it.
 		wantFiles []string
+		// wantImported is the active CA's Imported.
+		wantImported bool
 	}{
 		"should create a CA when creation died before writing ca.key": {
 			files:       map[string][]byte{"ca.creating": nil},
@@ -84,6 +99,56 @@ func TestAuthorityCrashStatesLoad(t *testing.T) {
 			wantActiveKey: b, wantActiveCert: b.Cert, wantRetiring: []*x509.Certificate{r.Cert, a.Cert},
 			wantFiles: []string{"ca-retiring.crt", "ca.crt", "ca.key"},
 		},
+		"should install a staged import as the first CA": {
+			files: staged, wantCreated: true, wantActiveKey: imp, wantActiveCert: imp.Cert, wantImported: true,
+			wantFiles: []string{"ca.crt", "ca.key"},
+		},
+		"should install the staged import when its installation died before ca.key": {
+			files: with(staged, map[string][]byte{"ca.creating": nil}), wantCreated: true, wantActiveKey: imp, wantActiveCert: imp.Cert, wantImported: true,
+			wantFiles: []string{"ca.crt", "ca.key"},
+		},
+		"should finish installing the staged import, not self-sign its key, when it died after ca.key": {
+			files: with(staged, map[string][]byte{"ca.creating": nil, "ca.key": impKey}), wantCreated: true, wantActiveKey: imp, wantActiveCert: imp.Cert, wantImported: true,
+			wantFiles: []string{"ca.crt", "ca.key"},
+		},
+		"should drop the staged files when installing the import died after ca.crt": {
+			files: with(staged, map[string][]byte{"ca.creating": nil, "ca.key": impKey, "ca.crt": impCert}), wantActiveKey: imp, wantActiveCert: imp.Cert, wantImported: true,
+			wantFiles: []string{"ca.crt", "ca.key"},
+		},
+		"should drop the staged certificate left after ca-import.key was removed": {
+			files:         map[string][]byte{"ca.creating": nil, "ca.key": impKey, "ca.crt": impCert, "ca-import.crt": impCert},
+			wantActiveKey: imp, wantActiveCert: imp.Cert, wantImported: true, wantFiles: []string{"ca.crt", "ca.key"},
+		},
+		"should create a CA of its own beside a half-staged import, and leave it": {
+			files: map[string][]byte{"ca-import.crt": impCert}, wantCreated: true, wantFiles: []string{"ca-import.crt", "ca.crt", "ca.key"},
+		},
+		"should keep a staged import that waits for the rotator": {
+			files: with(activeA, staged), wantActiveKey: a, wantActiveCert: a.Cert,
+			wantFiles: []string{"ca-import.crt", "ca-import.key", "ca.crt", "ca.key"},
+		},
+		"should drop a staged import already adopted as the successor": {
+			files: with(activeA, staged, map[string][]byte{"ca-next.crt": impCert, "ca-next.key": impKey}), wantActiveKey: a, wantActiveCert: a.Cert, wantSuccessor: imp,
+			wantFiles: []string{"ca-next.crt", "ca-next.key", "ca.crt", "ca.key"},
+		},
+		"should drop the staged certificate when adopting it died after removing ca-import.key": {
+			files:         with(activeA, map[string][]byte{"ca-next.crt": impCert, "ca-next.key": impKey, "ca-import.crt": impCert}),
+			wantActiveKey: a, wantActiveCert: a.Cert, wantSuccessor: imp, wantFiles: []string{"ca-next.crt", "ca-next.key", "ca.crt", "ca.key"},
+		},
+		"should drop a lone ca-next.key when adopting an import died before ca-next.crt, and keep the import": {
+			files: with(activeA, staged, map[string][]byte{"ca-next.key": impKey}), wantActiveKey: a, wantActiveCert: a.Cert,
+			wantFiles: []string{"ca-import.crt", "ca-import.key", "ca.crt", "ca.key"},
+		},
+		"should switch to the imported CA, chain and all, when Promote died after step 2": {
+			files: map[string][]byte{"ca.crt": impCert, "ca.key": keyA, "ca-next.crt": impCert, "ca-next.key": impKey,
+				"ca-retiring.crt": a.CertPEM()},
+			wantActiveKey: imp, wantActiveCert: imp.Cert, wantImported: true, wantRetiring: []*x509.Certificate{a.Cert},
+			wantFiles: []string{"ca-retiring.crt", "ca.crt", "ca.key"},
+		},
+		"should read a retiring intermediate with its chain next to a retiring root": {
+			files:         with(activeA, map[string][]byte{"ca-retiring.crt": append(corp.inter.ChainPEM(), retR...)}),
+			wantActiveKey: a, wantActiveCert: a.Cert, wantRetiring: []*x509.Certificate{corp.inter.Cert, r.Cert},
+			wantFiles: []string{"ca-retiring.crt", "ca.crt", "ca.key"},
+		},
 		"should load a finished Retire": {
 			files:         map[string][]byte{"ca.crt": b.CertPEM(), "ca.key": keyB},
 			wantActiveKey: b, wantActiveCert: b.Cert, wantFiles: []string{"ca.crt", "ca.key"},
@@ -104,6 +169,9 @@ func TestAuthorityCrashStatesLoad(t *testing.T) {
 			}
 			if tc.wantActiveCert != nil && !act.Cert.Equal(tc.wantActiveCert) {
 				t.Errorf("got active %q, want %q", act.Cert.Subject.CommonName, tc.wantActiveCert.Subject.CommonName)
+			}
+			if act.Imported != tc.wantImported {
+				t.Errorf("got active imported=%v, want %v", act.Imported, tc.wantImported)
 			}
 			if s := got.Successor(); (s == nil) != (tc.wantSuccessor == nil) || (s != nil && !s.Cert.Equal(tc.wantSuccessor.Cert)) {
 				t.Errorf("got successor %v, want %v", s, tc.wantSuccessor)

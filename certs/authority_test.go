@@ -19,7 +19,11 @@ import (
 // enough for issuing and validating, not for rollover writes.
 func memAuthority(active, successor *CA, retiring ...*x509.Certificate) *Authority {
 	opts, _ := AuthorityOptions{}.withDefaults()
-	return &Authority{opts: opts, active: active, successor: successor, retiring: retiring}
+	paths := make([]certPath, len(retiring))
+	for i, c := range retiring {
+		paths[i] = certPath{c}
+	}
+	return &Authority{opts: opts, active: active, successor: successor, retiring: paths}
 }
 
 // writeStateFiles writes files (name -> content) into dir with the modes

@@ -1,6 +1,7 @@
 package certs
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/rand"
 	"crypto/x509"
@@ -37,11 +38,25 @@ var ErrCAExpired = errors.New("CA certificate has expired")
 // that as "expired", which sends people the wrong way (kuma#11807).
 const clockSkew = 5 * time.Minute
 
-// CA is a certificate authority: a CA certificate and its private key.
-// A CA is immutable once built; share it freely.
+// CA is a certificate authority: a CA certificate and its private key,
+// and for an intermediate the certificates above it. A CA is immutable
+// once built; share it freely.
 type CA struct {
 	Cert *x509.Certificate
 	Key  crypto.Signer
+	// Chain holds the certificates above Cert, nearest first, ending at a
+	// self-signed root: what an imported intermediate brings along. It is
+	// empty for a self-signed CA (every CA the controller creates) and for
+	// a lone CA certificate an operator placed in the state dir, which is
+	// then its own trust anchor. Leaves carry Intermediates(); peers trust
+	// Anchor().
+	Chain []*x509.Certificate
+	// Imported is set for a CA that came through `controller ca import`.
+	// The rotation never replaces such a CA with one of its own before it
+	// expires: that would silently take the stack out of the operator's
+	// PKI. It is kept in the state dir as a first line of the CA's
+	// certificate file (see ChainPEM).
+	Imported bool
 }
 
 // NewCA creates a self-signed CA in memory: a key of type alg and a
@@ -105,24 +120,38 @@ func (ca *CA) KeyPEM() ([]byte, error) {
 	return MarshalPrivateKeyPEM(ca.Key)
 }
 
-// LoadCA parses a CA from PEM: certPEM must hold exactly one certificate and
-// keyPEM its private key (PKCS#1, PKCS#8 or SEC1; RSA, ECDSA or Ed25519).
-// Every failure wraps ErrInvalidCA. LoadCA does not look at the clock:
-// OpenAuthority judges expiry, which is recoverable (ErrCAExpired).
+// LoadCA parses a CA from PEM: certPEM holds the CA certificate,
+// optionally followed by the certificates above it up to a self-signed
+// root (as ChainPEM writes it), and keyPEM its private key (PKCS#1, PKCS#8
+// or SEC1; RSA, ECDSA or Ed25519). Every failure wraps ErrInvalidCA.
+// LoadCA does not look at the clock: OpenAuthority judges expiry, which is
+// recoverable (ErrCAExpired). It checks the structure a state file must
+// have; an operator's material goes through CheckImport's full checks.
 func LoadCA(certPEM, keyPEM []byte) (*CA, error) {
 	certs, err := ParseCertificatesPEM(certPEM)
 	if err != nil {
 		return nil, fmt.Errorf("%w: certificate: %w", ErrInvalidCA, err)
 	}
-	if len(certs) != 1 {
-		// An intermediate plus its root would need the chain served with
-		// every leaf; we do not support that, and silently using only the
-		// first certificate would break peers in confusing ways.
-		return nil, fmt.Errorf("%w: certificate file holds %d certificates, want exactly 1 (intermediate chains are not supported)", ErrInvalidCA, len(certs))
-	}
 	cert := certs[0]
 	if err := checkIsCA(cert); err != nil {
 		return nil, err
+	}
+	var chain []*x509.Certificate
+	if len(certs) > 1 {
+		// Silently using only the first certificate would break peers in
+		// confusing ways: the chain must lead to a root, in order.
+		if chain, err = buildChain(cert, certs[1:]); err != nil {
+			return nil, fmt.Errorf("%w: certificate file: %w", ErrInvalidCA, err)
+		}
+		if extra := len(certs) - 1 - len(chain); extra > 0 {
+			return nil, fmt.Errorf("%w: certificate file holds %d certificate(s) after %q that are not its chain up to a self-signed root",
+				ErrInvalidCA, extra, cert.Subject.CommonName)
+		}
+		for _, c := range chain {
+			if err := checkIsCA(c); err != nil {
+				return nil, fmt.Errorf("chain of %q: %w", cert.Subject.CommonName, err)
+			}
+		}
 	}
 	key, err := ParsePrivateKeyPEM(keyPEM)
 	if err != nil {
@@ -131,7 +160,7 @@ func LoadCA(certPEM, keyPEM []byte) (*CA, error) {
 	if !publicKeyMatches(cert.PublicKey, key) {
 		return nil, fmt.Errorf("%w: private key does not match certificate %q", ErrInvalidCA, cert.Subject.CommonName)
 	}
-	return &CA{Cert: cert, Key: key}, nil
+	return &CA{Cert: cert, Key: key, Chain: chain, Imported: bytes.HasPrefix(certPEM, []byte(importedMarker))}, nil
 }
 
 // checkIsCA applies the same rules as x509.Certificate.CheckSignatureFrom
@@ -147,17 +176,20 @@ func checkIsCA(cert *x509.Certificate) error {
 	return nil
 }
 
-// checkCATime reports a CA that has expired (wrapping ErrCAExpired) or is
-// not valid yet (wrapping ErrInvalidCA: issuing from it would produce leaves
-// nobody accepts, and the usual cause is a wrong system clock).
-func checkCATime(cert *x509.Certificate, now time.Time) error {
-	if now.After(cert.NotAfter) {
-		return fmt.Errorf("%w: %q expired at %s (now %s)", ErrCAExpired, cert.Subject.CommonName,
-			cert.NotAfter.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
-	}
-	if now.Before(cert.NotBefore) {
-		return fmt.Errorf("%w: %q is not valid before %s (now %s); check the system clock", ErrInvalidCA,
-			cert.Subject.CommonName, cert.NotBefore.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+// checkCATime reports a CA whose certificate, or one above it, has expired
+// (wrapping ErrCAExpired) or is not valid yet (wrapping ErrInvalidCA:
+// issuing from it would produce leaves nobody accepts, and the usual cause
+// is a wrong system clock).
+func checkCATime(ca *CA, now time.Time) error {
+	for _, c := range ca.path() {
+		if now.After(c.NotAfter) {
+			return fmt.Errorf("%w: %q expired at %s (now %s)", ErrCAExpired, c.Subject.CommonName,
+				c.NotAfter.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+		}
+		if now.Before(c.NotBefore) {
+			return fmt.Errorf("%w: %q is not valid before %s (now %s); check the system clock", ErrInvalidCA,
+				c.Subject.CommonName, c.NotBefore.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339))
+		}
 	}
 	return nil
 }
@@ -201,6 +233,9 @@ type stateFile struct {
 // authorityFiles is everything OpenAuthority reads before deciding.
 type authorityFiles struct {
 	cert, key, nextCert, nextKey, retiring, creating stateFile
+	// importCert and importKey are a CA staged by `controller ca import`
+	// (StageImport), waiting to become the successor, or the first CA.
+	importCert, importKey stateFile
 }
 
 // readAuthorityFiles reads every file of the state dir that OpenAuthority
@@ -211,6 +246,7 @@ func readAuthorityFiles(root *os.Root) (authorityFiles, error) {
 		authCertFile: &f.cert, authKeyFile: &f.key,
 		authNextCertFile: &f.nextCert, authNextKeyFile: &f.nextKey,
 		authRetiringFile: &f.retiring, authCreatingFile: &f.creating,
+		authImportCertFile: &f.importCert, authImportKeyFile: &f.importKey,
 	} {
 		data, err := root.ReadFile(name)
 		if errors.Is(err, fs.ErrNotExist) {
@@ -230,21 +266,24 @@ func readAuthorityFiles(root *os.Root) (authorityFiles, error) {
 // that could still be needed.
 type authorityState struct {
 	active, successor *CA
-	retiring          []*x509.Certificate
+	retiring          []certPath
 
-	create         bool          // no CA at all: create one
-	createFromKey  crypto.Signer // first-run creation stopped after ca.key: finish it with this key
-	pendingPromote bool          // Promote stopped after step 2: finish steps 3-4
-	removeNext     bool          // a lone ca-next.key left by CreateSuccessor or Promote
-	removeMarker   bool          // creation finished but ca.creating is still there
+	create           bool          // no CA at all: create one
+	createFromKey    crypto.Signer // first-run creation stopped after ca.key: finish it with this key
+	createFromImport *CA           // no CA yet, and a usable staged import: install it as the first CA
+	pendingPromote   bool          // Promote stopped after step 2: finish steps 3-4
+	removeNext       bool          // a lone ca-next.key left by CreateSuccessor or Promote
+	removeMarker     bool          // creation finished but ca.creating is still there
+	removeImport     bool          // the staged import is already the active CA or the successor
 }
 
-// resolveAuthorityFiles decides, without I/O, what a state directory holds.
-// Each branch names the crash state it recognizes; anything else that is
-// present but unusable is an error wrapping ErrInvalidCA, never a reason to
-// create a CA.
-func resolveAuthorityFiles(f authorityFiles) (authorityState, error) {
-	if st, done, err := resolveCreation(f); done || err != nil {
+// resolveAuthorityFiles decides, without I/O, what a state directory holds
+// at now (which only judges whether a staged import can become the first
+// CA). Each branch names the crash state it recognizes; anything else that
+// is present but unusable is an error wrapping ErrInvalidCA, never a reason
+// to create a CA.
+func resolveAuthorityFiles(f authorityFiles, now time.Time) (authorityState, error) {
+	if st, done, err := resolveCreation(f, now); done || err != nil {
 		return st, err
 	}
 	st := authorityState{removeMarker: f.creating.exists}
@@ -254,22 +293,34 @@ func resolveAuthorityFiles(f authorityFiles) (authorityState, error) {
 	if err := resolveRetiring(f, &st); err != nil {
 		return st, err
 	}
+	st.removeImport = importAdopted(f, st)
 	return st, nil
 }
 
 // resolveCreation decides the cases where there is no CA pair yet: an
-// interrupted or a first creation. done is false when ca.crt and ca.key
-// both exist and the rest of the plan follows.
-func resolveCreation(f authorityFiles) (st authorityState, done bool, err error) {
+// interrupted or a first creation, from a new key or from a staged import.
+// done is false when ca.crt and ca.key both exist and the rest of the plan
+// follows.
+func resolveCreation(f authorityFiles, now time.Time) (st authorityState, done bool, err error) {
 	rollover := f.nextCert.exists || f.nextKey.exists || f.retiring.exists
+	imported := usableImport(f, now)
 	if f.creating.exists && !rollover && !f.cert.exists {
 		if !f.key.exists {
+			if imported != nil {
+				return authorityState{createFromImport: imported}, true, nil
+			}
 			return authorityState{create: true}, true, nil
 		}
 		// Creation writes ca.key, then ca.crt; nothing was ever issued.
 		key, err := ParsePrivateKeyPEM(f.key.data)
 		if err != nil {
 			return st, true, fmt.Errorf("%w: %s (left by an interrupted creation): %w", ErrInvalidCA, authKeyFile, err)
+		}
+		if imported != nil && publicKeyMatches(imported.Cert.PublicKey, key) {
+			// Installing the import stopped after ca.key: its certificate
+			// (with its chain) is still staged. Self-signing the key instead
+			// would make a CA nobody asked for.
+			return authorityState{createFromImport: imported}, true, nil
 		}
 		return authorityState{createFromKey: key}, true, nil
 	}
@@ -286,7 +337,11 @@ func resolveCreation(f authorityFiles) (st authorityState, done bool, err error)
 			return st, true, fmt.Errorf("%w: %s and %s are missing but rollover files %v exist; refusing to create a new CA",
 				ErrInvalidCA, authCertFile, authKeyFile, present)
 		}
-		st.create = true
+		if imported != nil {
+			st.createFromImport = imported
+		} else {
+			st.create = true
+		}
 		return st, true, nil
 	}
 	if f.cert.exists != f.key.exists {
@@ -297,6 +352,37 @@ func resolveCreation(f authorityFiles) (st authorityState, done bool, err error)
 		return st, true, fmt.Errorf("%w: %s exists without %s; restore the missing file or remove both to create a new CA", ErrInvalidCA, have, missing)
 	}
 	return st, false, nil
+}
+
+// usableImport is the staged import if it can become the first CA at now:
+// both files, a CA that loads, valid now. Anything less is left alone and
+// a CA is created as if there were no import: `controller ca import`
+// checked the material when it staged it, so this is a half-written or
+// since-expired import, and the rotator reports it by its check when it
+// looks at the import's request.
+func usableImport(f authorityFiles, now time.Time) *CA {
+	if !f.importCert.exists || !f.importKey.exists {
+		return nil
+	}
+	ca, err := LoadCA(f.importCert.data, f.importKey.data)
+	if err != nil || checkCATime(ca, now) != nil {
+		return nil
+	}
+	ca.Imported = true
+	return ca
+}
+
+// importAdopted reports a staged import that is already the active CA or
+// the successor: adopting it stopped before removing the staged files.
+func importAdopted(f authorityFiles, st authorityState) bool {
+	if !f.importCert.exists {
+		return false
+	}
+	certs, err := ParseCertificatesPEM(f.importCert.data)
+	if err != nil {
+		return false // not ours to judge: the rotator reports it
+	}
+	return certs[0].Equal(st.active.Cert) || (st.successor != nil && certs[0].Equal(st.successor.Cert))
 }
 
 // resolveActive loads the active CA and the successor, finishing a
@@ -333,7 +419,8 @@ func resolveActive(f authorityFiles, st *authorityState) error {
 	return nil
 }
 
-// resolveRetiring loads the CAs still trusted after a promotion.
+// resolveRetiring loads the CAs still trusted after a promotion: each one's
+// certificate with the chain it had as active CA (see splitPaths).
 func resolveRetiring(f authorityFiles, st *authorityState) error {
 	if !f.retiring.exists {
 		return nil
@@ -342,18 +429,20 @@ func resolveRetiring(f authorityFiles, st *authorityState) error {
 	if err != nil {
 		return fmt.Errorf("%w: %s: %w", ErrInvalidCA, authRetiringFile, err)
 	}
-	for _, c := range certs {
+	for _, p := range splitPaths(certs) {
 		// Promote writes the old active certificate here before switching,
 		// so it may still equal the active one.
-		if c.Equal(st.active.Cert) || (st.successor != nil && c.Equal(st.successor.Cert)) {
+		if p[0].Equal(st.active.Cert) || (st.successor != nil && p[0].Equal(st.successor.Cert)) {
 			continue
 		}
-		if err := checkIsCA(c); err != nil {
-			return fmt.Errorf("%s: %w", authRetiringFile, err)
+		for _, c := range p {
+			if err := checkIsCA(c); err != nil {
+				return fmt.Errorf("%s: %w", authRetiringFile, err)
+			}
 		}
-		st.retiring = append(st.retiring, c)
+		st.retiring = append(st.retiring, p)
 	}
-	st.retiring = dedupeCerts(st.retiring)
+	st.retiring = dedupePaths(st.retiring)
 	return nil
 }
 

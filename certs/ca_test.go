@@ -175,7 +175,7 @@ func TestLoadCA(t *testing.T) {
 		"should reject a key of another CA":                  {cert: good.CertPEM(), key: mustKeyPEM(t, other), wantErr: "does not match"},
 		"should reject a certificate that is not a CA":       {cert: leaf.CertPEM(), key: mustKeyPEM(t, leaf), wantErr: "not a CA"},
 		"should reject a CA whose key usage lacks certSign":  {cert: noCertSign.CertPEM(), key: mustKeyPEM(t, noCertSign), wantErr: "certSign"},
-		"should reject a chain of two certificates":          {cert: append(good.CertPEM(), other.CertPEM()...), key: mustKeyPEM(t, good), wantErr: "exactly 1"},
+		"should reject a certificate followed by a stranger": {cert: append(good.CertPEM(), other.CertPEM()...), key: mustKeyPEM(t, good), wantErr: "not its chain"},
 		"should reject certificate data that is not PEM":     {cert: []byte("hello"), key: mustKeyPEM(t, good), wantErr: "no CERTIFICATE"},
 		"should reject key data that is a certificate":       {cert: good.CertPEM(), key: good.CertPEM(), wantErr: "unexpected PEM block"},
 		"should reject an empty key":                         {cert: good.CertPEM(), wantErr: "no private key"},
@@ -211,13 +211,13 @@ func truncatedPEM(p []byte) []byte {
 func TestCheckCATime(t *testing.T) {
 	t.Parallel()
 	ca := fixtureCA(t, withCAValidity(t0, t0.Add(time.Hour)))
-	if err := checkCATime(ca.Cert, t0.Add(30*time.Minute)); err != nil {
+	if err := checkCATime(ca, t0.Add(30*time.Minute)); err != nil {
 		t.Errorf("inside validity: got %v, want nil", err)
 	}
-	if err := checkCATime(ca.Cert, t0.Add(2*time.Hour)); !errors.Is(err, ErrCAExpired) || errors.Is(err, ErrInvalidCA) {
+	if err := checkCATime(ca, t0.Add(2*time.Hour)); !errors.Is(err, ErrCAExpired) || errors.Is(err, ErrInvalidCA) {
 		t.Errorf("after NotAfter: got %v, want ErrCAExpired and not ErrInvalidCA", err)
 	}
-	if err := checkCATime(ca.Cert, t0.Add(-time.Hour)); !errors.Is(err, ErrInvalidCA) || !strings.Contains(err.Error(), "clock") {
+	if err := checkCATime(ca, t0.Add(-time.Hour)); !errors.Is(err, ErrInvalidCA) || !strings.Contains(err.Error(), "clock") {
 		t.Errorf("before NotBefore: got %v, want ErrInvalidCA mentioning the clock", err)
 	}
 }

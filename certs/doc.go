@@ -7,7 +7,13 @@
 //     never in the shared volume: it creates an ECDSA P-256 CA on first run,
 //     loads an existing or operator-provided one, refuses to replace CA
 //     material it cannot use (ErrInvalidCA), and rolls the CA over in
-//     crash-safe steps (CreateSuccessor, Promote, Retire).
+//     crash-safe steps (CreateSuccessor or AdoptSuccessor, Promote,
+//     Retire). Peers trust each CA's anchor (its root); leaves carry the
+//     intermediates (chain.go).
+//   - CheckImport (importcheck.go) is the ordered list of checks an
+//     operator's root or intermediate must pass before anything is
+//     written; StageImport (import.go) leaves it in the state dir for the
+//     running controller to adopt, or for OpenAuthority to start with.
 //   - IssueBundle (issue.go) signs a server and a client leaf per service,
 //     clamped to the CA's lifetime, and returns them with the trust bundle
 //     as PEM in a BundleFiles. IssueBundleFrom signs with the Successor

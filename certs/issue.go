@@ -113,7 +113,10 @@ type IssueInfo struct {
 
 // IssueBundle issues a server (ExtKeyUsageServerAuth, SANs=DNSNames, CN=Service) and a client
 // (ExtKeyUsageClientAuth, CN=Service, URI SAN spiffe) pair signed by the Active CA; CA field = TrustBundle().
-// Leaf NotAfter is clamped to the CA's NotAfter; returns Clamped=true so the caller logs it.
+// Leaf NotAfter is clamped to the CA's NotAfter (of its whole chain); returns Clamped=true so the caller logs it.
+// Each certificate file holds the leaf followed by the CA's Intermediates(),
+// so a peer that trusts only the root verifies it; for a self-signed CA
+// that is the leaf alone.
 //
 // Each leaf has its own fresh key (PKCS#8 PEM), a random 128-bit serial,
 // SubjectKeyId and AuthorityKeyId. An expired active CA is an error wrapping
@@ -166,15 +169,15 @@ func issueBundle(ca *CA, trust []*x509.Certificate, id Identity, opts IssueOptio
 	if err != nil {
 		return nil, IssueInfo{}, err
 	}
-	if opts.Now.After(ca.Cert.NotAfter) {
-		return nil, IssueInfo{}, fmt.Errorf("%w: %q expired at %s", ErrCAExpired, ca.Cert.Subject.CommonName, ca.Cert.NotAfter.UTC().Format(time.RFC3339))
+	if caEnd := ca.NotAfter(); opts.Now.After(caEnd) {
+		return nil, IssueInfo{}, fmt.Errorf("%w: %q (or its chain) expired at %s", ErrCAExpired, ca.Cert.Subject.CommonName, caEnd.UTC().Format(time.RFC3339))
 	}
 	info := IssueInfo{NotBefore: opts.Now.Add(-opts.Backdate).UTC(), NotAfter: opts.Now.Add(opts.Lifetime).UTC()}
-	if info.NotBefore.Before(ca.Cert.NotBefore) {
-		info.NotBefore = ca.Cert.NotBefore
+	if nb := ca.notBefore(); info.NotBefore.Before(nb) {
+		info.NotBefore = nb
 	}
-	if info.NotAfter.After(ca.Cert.NotAfter) {
-		info.NotAfter, info.Clamped = ca.Cert.NotAfter, true
+	if na := ca.NotAfter(); info.NotAfter.After(na) {
+		info.NotAfter, info.Clamped = na, true
 	}
 	dns, ips := splitSANs(id.DNSNames)
 	server := &x509.Certificate{
@@ -197,6 +200,11 @@ func issueBundle(ca *CA, trust []*x509.Certificate, id Identity, opts IssueOptio
 		return nil, IssueInfo{}, fmt.Errorf("client certificate: %w", err)
 	}
 	info.ClientSerial = SerialString(client.SerialNumber)
+	if inter := ca.Intermediates(); len(inter) > 0 {
+		chain := encodeCertsPEM(inter)
+		b.ServerCert = append(b.ServerCert, chain...)
+		b.ClientCert = append(b.ClientCert, chain...)
+	}
 	return b, info, nil
 }
 

@@ -1,7 +1,6 @@
 package certs
 
 import (
-	"bytes"
 	"crypto"
 	"crypto/x509"
 	"fmt"
@@ -25,7 +24,9 @@ const (
 	ReasonMissing     Reason = "missing"      // a file is absent or empty
 	ReasonCorrupt     Reason = "corrupt"      // a file does not parse
 	ReasonKeyMismatch Reason = "key-mismatch" // a key is not the one of its certificate
-	ReasonWrongCA     Reason = "wrong-ca"     // a leaf is not signed by any CA of the trust bundle
+	// ReasonWrongCA: a leaf does not verify to any anchor of the trust
+	// bundle through the intermediates its own file carries after it.
+	ReasonWrongCA Reason = "wrong-ca"
 	// ReasonWrongIssuer: chains to a trusted CA but not the ACTIVE one (after a Promote).
 	ReasonWrongIssuer Reason = "wrong-issuer"
 	// ReasonSANMismatch: the server cert does not cover every expected DNS
@@ -165,10 +166,11 @@ func Validate(b *BundleFiles, exp Expectation) []Finding {
 // leafState is one leaf (server or client) as far as validation got.
 type leafState struct {
 	certFile, keyFile string
-	cert              *x509.Certificate // nil if missing or corrupt
-	key               crypto.Signer     // nil if missing or corrupt
+	cert              *x509.Certificate   // nil if missing or corrupt
+	chain             []*x509.Certificate // the certificates after cert in its file
+	key               crypto.Signer       // nil if missing or corrupt
 	keyMode           fs.FileMode
-	signer            *x509.Certificate // trusted CA that signed cert, if any
+	signer            *x509.Certificate // the CA that signed cert, on a verified path to a trusted anchor
 }
 
 type validation struct {
@@ -213,11 +215,12 @@ func checkMissing(v *validation) {
 func checkCorrupt(v *validation) {
 	for _, l := range v.leaves() {
 		if data := v.b.file(l.certFile); len(data) > 0 {
-			cert, err := parseLeafPEM(data)
+			certs, err := ParseCertificatesPEM(data)
 			if err != nil {
 				v.add(ReasonCorrupt, l.certFile, "%v", err)
+			} else {
+				l.cert, l.chain = certs[0], certs[1:]
 			}
-			l.cert = cert
 		}
 		if data := v.b.file(l.keyFile); len(data) > 0 {
 			key, err := ParsePrivateKeyPEM(data)
@@ -244,25 +247,56 @@ func checkKeyMismatch(v *validation) {
 	}
 }
 
+// checkWrongCA verifies each leaf the way a peer does: to an anchor of the
+// trust bundle, through the intermediates its own file carries, and at a
+// time inside the leaf's validity (expiry is its own finding). A leaf of an
+// intermediate whose file lacks the intermediate is wrong-ca too: a peer
+// that trusts only the root cannot verify it, and a reissue writes it
+// whole.
 func checkWrongCA(v *validation) {
 	if v.active == nil {
 		return
+	}
+	roots := x509.NewCertPool()
+	for _, c := range v.trust {
+		roots.AddCert(c)
 	}
 	for _, l := range v.leaves() {
 		if l.cert == nil {
 			continue
 		}
-		for _, ca := range v.trust {
-			if bytes.Equal(l.cert.RawIssuer, ca.RawSubject) && l.cert.CheckSignatureFrom(ca) == nil {
-				l.signer = ca
-				break
+		inter := x509.NewCertPool()
+		for _, c := range l.chain {
+			inter.AddCert(c)
+		}
+		chains, err := l.cert.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, CurrentTime: insideValidity(l.cert, v.exp.Now),
+			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+		if err != nil {
+			v.add(ReasonWrongCA, l.certFile, "got issuer %q, want a chain to one of the trusted CAs %s through the certificates in %s: %v",
+				l.cert.Issuer.CommonName, certCommonNames(v.trust), l.certFile, err)
+			continue
+		}
+		// A chain of one is a leaf that is itself a trusted certificate;
+		// it names itself as signer, as CheckSignatureFrom would.
+		l.signer = chains[0][min(1, len(chains[0])-1)]
+		for _, c := range chains {
+			if len(c) > 1 && c[1].Equal(v.active.Cert) {
+				l.signer = c[1]
 			}
 		}
-		if l.signer == nil {
-			v.add(ReasonWrongCA, l.certFile, "got issuer %q, want one of the trusted CAs %s",
-				l.cert.Issuer.CommonName, certCommonNames(v.trust))
-		}
 	}
+}
+
+// insideValidity is now moved into c's validity window, so that verifying
+// at it judges the chain and not c's own dates.
+func insideValidity(c *x509.Certificate, now time.Time) time.Time {
+	switch {
+	case now.Before(c.NotBefore):
+		return c.NotBefore
+	case now.After(c.NotAfter):
+		return c.NotAfter
+	}
+	return now
 }
 
 func checkWrongIssuer(v *validation) {

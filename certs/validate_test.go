@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/crank-platform/crank-mtls-controller/internal/testpki"
 )
 
 // validateWorld is the setting of one Validate case: an authority whose
@@ -16,6 +18,7 @@ type validateWorld struct {
 	retiring  *CA // trusted by auth but no longer issuing
 	stranger  *CA // trusted by nobody
 	successor *CA // created by a rollover option
+	sibling   *CA // another intermediate of the imported CA's root (withImportedActive)
 	auth      *Authority
 	bundle    *BundleFiles // nil after withNoBundle
 	exp       Expectation
@@ -104,6 +107,28 @@ func withSuccessor() worldOption {
 	}
 }
 
+// withImportedActive makes an imported intermediate the issuing CA, its
+// root the trust anchor, and reissues the bundle from it. sibling is
+// another intermediate of the same root.
+func withImportedActive() worldOption {
+	return func(t *testing.T, w *validateWorld) {
+		corp := newCorpPKI(t, "corp")
+		w.active = corp.importedCA(t)
+		sibling := corp.root.NewIntermediate(t, testpki.WithCommonName("corp sibling CA"), validAroundT0())
+		w.sibling = &CA{Cert: sibling.Cert, Key: sibling.Key, Chain: sibling.Parents}
+		w.auth = memAuthority(w.active, nil, w.retiring.Cert)
+		w.bundle = issueFixture(t, w.auth, w.active)
+		w.exp.Authority = w.auth
+	}
+}
+
+// withLeafAlone cuts the intermediates from tls.crt, leaving the leaf.
+func withLeafAlone() worldOption {
+	return func(t *testing.T, w *validateWorld) {
+		w.bundle.ServerCert = encodeCertsPEM([]*x509.Certificate{mustParseCert(t, w.bundle.ServerCert)})
+	}
+}
+
 func withNow(d time.Duration) worldOption {
 	return func(_ *testing.T, w *validateWorld) { w.exp.Now = t0.Add(d) }
 }
@@ -130,6 +155,8 @@ func withKeyModes(server, client fs.FileMode) worldOption {
 
 func TestValidate(t *testing.T) {
 	t.Parallel()
+	other := newCorpPKI(t, "other")
+	otherPKI := &CA{Cert: other.inter.Cert, Key: other.inter.Key, Chain: other.inter.Parents}
 	sansIdentity := func(names ...string) worldOption {
 		return withExpectation(func(e *Expectation) { e.Identity.DNSNames = names })
 	}
@@ -222,6 +249,17 @@ func TestValidate(t *testing.T) {
 		"should skip the authority checks without an authority": {
 			opts: []worldOption{withLeavesFrom(func(w *validateWorld) *CA { return w.stranger }), withSuccessor(),
 				withExpectation(func(e *Expectation) { e.Authority = nil })}},
+		"should find nothing wrong with a bundle of an imported intermediate, its chain in the leaf files": {
+			opts: []worldOption{withImportedActive()}},
+		"should report wrong-ca when tls.crt lacks the intermediate a peer needs to reach the root": {
+			opts: []worldOption{withImportedActive(), withLeafAlone()},
+			want: []string{"wrong-ca tls.crt"}, wantReissue: true},
+		"should report wrong-ca for leaves of an intermediate whose root is not trusted": {
+			opts: []worldOption{withImportedActive(), withLeavesFrom(func(*validateWorld) *CA { return otherPKI })},
+			want: []string{"wrong-ca tls.crt", "wrong-ca client.crt"}, wantReissue: true},
+		"should report wrong-issuer for leaves of a sibling intermediate under the trusted root": {
+			opts: []worldOption{withImportedActive(), withLeavesFrom(func(w *validateWorld) *CA { return w.sibling })},
+			want: []string{"wrong-issuer tls.crt", "wrong-issuer client.crt"}, wantReissue: true},
 		"should report every failing check in order": {
 			opts: []worldOption{withSuccessor(), withNow(100 * 24 * time.Hour), withKeyModes(0o644, 0o600),
 				withExpectation(func(e *Expectation) { e.KeyMode = 0o600 }), sansIdentity("db")},

@@ -68,7 +68,8 @@ func WithKey(key crypto.Signer) Option { return func(s *spec) { s.key = key } }
 // WithKeyUsage sets the key usage bits.
 func WithKeyUsage(u x509.KeyUsage) Option { return func(s *spec) { s.keyUsage = u } }
 
-// WithExtKeyUsage sets the extended key usages of a leaf.
+// WithExtKeyUsage sets the extended key usages of a leaf, or of a CA,
+// which then constrains the leaves under it (as Go's verifier reads it).
 func WithExtKeyUsage(u ...x509.ExtKeyUsage) Option { return func(s *spec) { s.extKeyUsage = u } }
 
 // NotCA makes NewCA's certificate claim not to be a CA (basic constraints
@@ -141,6 +142,7 @@ func (s *spec) caTemplate(t testing.TB) *x509.Certificate {
 	t.Helper()
 	tmpl := s.template(t)
 	tmpl.IsCA = s.isCA
+	tmpl.ExtKeyUsage = s.extKeyUsage
 	if s.isCA {
 		switch n := *s.maxPathLen; {
 		case n < 0:
