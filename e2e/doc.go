@@ -12,8 +12,10 @@
 //
 // The harness builds static binaries on the host (CGO_ENABLED=0) and wraps
 // them in FROM scratch images (deploy/Dockerfile, deploy/testservice.Dockerfile),
-// so it needs no registry. It talks to the Docker engine (SDK client with API
-// version negotiation, and the docker CLI for builds) and, over HTTP, only to
+// so it needs no registry. The Python kit's tests run on a Debian image made
+// with debootstrap and `docker import`, cached by name across runs. It talks
+// to the Docker engine (SDK client with API version negotiation, and the
+// docker CLI for builds) and, over HTTP, only to
 // containers on bridge networks the run created, by IP. Every resource it
 // creates is labelled crank.e2e=1 and crank.e2e.run=<run id>, and removed
 // when its test ends; leftovers of dead runs are removed at the next start.
@@ -29,4 +31,5 @@
 //	harness_volume_test.go      reading and writing files inside volumes
 //	harness_wait_test.go        WaitFor, the one way a test waits
 //	harness_cleanup_test.go     removing what a test or a dead run left
+//	harness_python_test.go      the Python image (scripts/python-image.sh) and the kit's test app on it
 package e2e
