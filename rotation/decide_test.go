@@ -48,6 +48,8 @@ func withContainer(n string) func(*Member) {
 func TestDecide(t *testing.T) {
 	t.Parallel()
 	ca := CAFacts{ActiveFingerprint: "old", ActiveNotBefore: t0.Add(-1000 * time.Hour), ActiveNotAfter: t0.Add(1000 * time.Hour)}
+	importedCA := ca
+	importedCA.ActiveImported = true
 	overlap := Meta{Phase: PhaseOverlap, PhaseSince: t0, StartedAt: t0}
 	reissue := Meta{Phase: PhaseReissue, PhaseSince: t0, StartedAt: t0}
 	credsSince := t0.Add(30 * time.Second)
@@ -66,6 +68,21 @@ func TestDecide(t *testing.T) {
 		"should start a manual rollover when a request file is present": {
 			in:         Inputs{Now: t0, Meta: Meta{Phase: PhaseIdle}, CA: ca, Requested: true},
 			wantAction: ActionCreateSuccessor, wantTrigger: TriggerManual,
+		},
+		"should adopt an imported CA that is staged and checked": {
+			in:         Inputs{Now: t0, Meta: Meta{Phase: PhaseIdle}, CA: ca, ImportReady: true},
+			wantAction: ActionAdoptSuccessor, wantTrigger: TriggerImport,
+		},
+		"should not roll an imported CA over by itself at the fraction of its lifetime": {
+			in: Inputs{Now: t0.Add(900 * time.Hour), Meta: Meta{Phase: PhaseIdle}, CA: importedCA, Fraction: 0.8},
+		},
+		"should still roll an imported CA over when asked": {
+			in:         Inputs{Now: t0.Add(900 * time.Hour), Meta: Meta{Phase: PhaseIdle}, CA: importedCA, Requested: true},
+			wantAction: ActionCreateSuccessor, wantTrigger: TriggerManual,
+		},
+		"should recover an expired imported CA": {
+			in:         Inputs{Now: t0.Add(1001 * time.Hour), Meta: Meta{Phase: PhaseIdle}, CA: importedCA},
+			wantAction: ActionRecoverExpired, wantTrigger: TriggerExpired,
 		},
 		"should start an automatic rollover once the CA passed the fraction of its lifetime": {
 			in:         Inputs{Now: t0.Add(601 * time.Hour), Meta: Meta{Phase: PhaseIdle}, CA: ca, Fraction: 0.8},

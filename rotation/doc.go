@@ -34,8 +34,19 @@
 // store) is kept apart from deciding (Decide, ReconcileMeta, the blocker
 // checks), which are pure and table-tested.
 //
+// The successor is either a CA the controller creates, or one the operator
+// brought: `controller ca import` (or `ca rotate --to-cert`) checks it,
+// stages it in the state dir (certs.StageImport) and writes a request
+// naming its fingerprint (RequestImport). The rotator checks the staged CA
+// again, adopts it as the successor (certs.Authority.AdoptSuccessor) and
+// runs the same three phases; an import that fails its checks now is
+// refused with an ERROR naming the check, and its files are removed. An
+// imported CA is never replaced automatically (Decide): the operator's PKI
+// is not left without someone asking.
+//
 // It talks to: certs (Authority, Volume reads), state (records and meta),
 // dockerwatch (the Container model, through ContainerGetter) and the prober
-// (SetCredentials). The CLI (`controller ca rotate|status`) only touches two
-// small files in the state dir: RequestFile and StatusFile.
+// (SetCredentials). The CLI (`controller ca rotate|import|status`) only
+// touches small files in the state dir: RequestFile, StatusFile and the
+// staged import.
 package rotation

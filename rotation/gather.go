@@ -22,10 +22,12 @@ func (r *Rotator) gather(ctx context.Context, phase Phase) ([]Member, error) {
 	if err != nil {
 		return nil, fmt.Errorf("CA rollover: listing records: %w", err)
 	}
-	newCA := r.Authority.Active().Cert
+	// Peers trust anchors: the new CA's root for an imported intermediate,
+	// the CA itself for one the controller created.
+	newAnchor := r.Authority.Active().Anchor()
 	if phase == PhaseOverlap {
 		if next := r.Authority.Successor(); next != nil {
-			newCA = next.Cert
+			newAnchor = next.Anchor()
 		}
 	}
 	active := r.Authority.Active().Cert
@@ -45,7 +47,7 @@ func (r *Rotator) gather(ctx context.Context, phase Phase) ([]Member, error) {
 		}
 		b, ok := bundles[rec.Service]
 		if !ok {
-			if b, err = r.bundleFacts(rec.Service, newCA, active); err != nil {
+			if b, err = r.bundleFacts(rec.Service, newAnchor, active); err != nil {
 				return nil, err
 			}
 			bundles[rec.Service] = b
@@ -63,7 +65,7 @@ func (r *Rotator) gather(ctx context.Context, phase Phase) ([]Member, error) {
 // bundleFacts reads service's bundle. A missing or unreadable bundle is
 // reported as not found (the reconciler is about to write it); an unsafe
 // volume layout is an error for a human.
-func (r *Rotator) bundleFacts(service string, newCA, active *x509.Certificate) (BundleFacts, error) {
+func (r *Rotator) bundleFacts(service string, newAnchor, active *x509.Certificate) (BundleFacts, error) {
 	b, err := r.Volume.ReadBundle(service)
 	if errors.Is(err, fs.ErrNotExist) {
 		return BundleFacts{}, nil
@@ -71,11 +73,12 @@ func (r *Rotator) bundleFacts(service string, newCA, active *x509.Certificate) (
 	if err != nil {
 		return BundleFacts{}, fmt.Errorf("CA rollover: reading the bundle of %s: %w", service, err)
 	}
-	return bundleFactsOf(b, newCA, active), nil
+	return bundleFactsOf(b, newAnchor, active), nil
 }
 
-// bundleFactsOf is the pure half of bundleFacts.
-func bundleFactsOf(b *certs.BundleFiles, newCA, active *x509.Certificate) BundleFacts {
+// bundleFactsOf is the pure half of bundleFacts. newAnchor is what ca.crt
+// must hold for peers to trust the new CA; active signs the leaves.
+func bundleFactsOf(b *certs.BundleFiles, newAnchor, active *x509.Certificate) BundleFacts {
 	f := BundleFacts{WrittenAt: b.WrittenAt}
 	cas, err := certs.ParseCertificatesPEM(b.CA)
 	if err != nil {
@@ -87,7 +90,7 @@ func bundleFactsOf(b *certs.BundleFiles, newCA, active *x509.Certificate) Bundle
 	}
 	f.Found = true
 	for _, c := range cas {
-		if c.Equal(newCA) {
+		if c.Equal(newAnchor) {
 			f.TrustsSuccessor = true
 		}
 	}

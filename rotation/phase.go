@@ -22,6 +22,7 @@ const (
 	TriggerAutomatic = "automatic" // the CA passed --ca-rotate-fraction of its lifetime
 	TriggerExpired   = "expired"   // the CA had expired: recovered without overlap
 	TriggerResumed   = "resumed"   // found in the CA files without matching meta
+	TriggerImport    = "import"    // `controller ca import` (or `ca rotate --to-cert`) named the successor
 )
 
 // MetaKey is the state store meta key of the rollover.
@@ -62,6 +63,9 @@ type CAFacts struct {
 	ActiveNotAfter       time.Time
 	SuccessorFingerprint string // "" when there is no successor
 	Retiring             int    // old CA certificates still trusted
+	// ActiveImported: the active CA came through `controller ca import`.
+	// It is never replaced automatically (see Decide).
+	ActiveImported bool
 }
 
 // ReconcileMeta makes m agree with the CA files, which win: a successor on
@@ -114,6 +118,7 @@ const (
 	ActionNone            Action = ""
 	ActionRecoverExpired  Action = "recover-expired"  // CreateSuccessor + Promote at once
 	ActionCreateSuccessor Action = "create-successor" // idle -> overlap
+	ActionAdoptSuccessor  Action = "adopt-successor"  // idle -> overlap, with the imported CA
 	ActionPromote         Action = "promote"          // overlap -> reissue
 	ActionRetire          Action = "retire"           // reissue -> idle
 )
@@ -123,8 +128,12 @@ type Inputs struct {
 	Now  time.Time
 	Meta Meta // already reconciled with the files
 	CA   CAFacts
-	// Requested: a `controller ca rotate` request file is present.
+	// Requested: a `controller ca rotate` request file is present that
+	// names no import.
 	Requested bool
+	// ImportReady: a request names an imported CA that is staged and
+	// passed its checks again; it becomes the successor.
+	ImportReady bool
 	// Fraction of the active CA's lifetime after which a rollover starts by
 	// itself; outside (0, 1) means DefaultFraction.
 	Fraction float64
@@ -169,6 +178,12 @@ func RotateAt(notBefore, notAfter time.Time, fraction float64) time.Time {
 
 // Decide is the rollover's state machine: one pure function of what was
 // gathered. An expired active CA is recovered whatever the phase.
+//
+// An imported active CA is not rolled over at the fraction of its life: the
+// only successor the controller could make itself is a CA of its own,
+// which would take the stack out of the operator's PKI without anyone
+// asking. The operator imports the successor (the expiry warnings say so);
+// if the CA expires anyway, the recovery above still brings the stack back.
 func Decide(in Inputs) Decision {
 	if in.Now.After(in.CA.ActiveNotAfter) {
 		return Decision{Action: ActionRecoverExpired, Trigger: TriggerExpired,
@@ -184,8 +199,15 @@ func Decide(in Inputs) Decision {
 	case PhaseReissue:
 		return advance(in, ActionRetire, ReissueProgress(in.Members, in.Meta.PhaseSince), timeout)
 	}
+	if in.ImportReady {
+		return Decision{Action: ActionAdoptSuccessor, Trigger: TriggerImport, Reason: "requested by `controller ca import`"}
+	}
 	if in.Requested {
 		return Decision{Action: ActionCreateSuccessor, Trigger: TriggerManual, Reason: "requested by `controller ca rotate`"}
+	}
+	if in.CA.ActiveImported {
+		return Decision{Reason: "the active CA was imported: import its successor with `controller ca import` before it expires at " +
+			in.CA.ActiveNotAfter.UTC().Format(time.RFC3339)}
 	}
 	if at := RotateAt(in.CA.ActiveNotBefore, in.CA.ActiveNotAfter, in.Fraction); !in.Now.Before(at) {
 		return Decision{Action: ActionCreateSuccessor, Trigger: TriggerAutomatic,

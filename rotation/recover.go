@@ -28,17 +28,18 @@ func RecoverExpired(a *certs.Authority, now time.Time, log *slog.Logger) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	old := a.Active().Cert
-	if !now.After(old.NotAfter) {
+	oldCA := a.Active()
+	old, oldEnd := oldCA.Cert, oldCA.NotAfter() // an intermediate expires with its chain
+	if !now.After(oldEnd) {
 		return nil
 	}
 	next := a.Successor()
 	switch {
-	case next != nil && now.After(next.Cert.NotAfter):
+	case next != nil && now.After(next.NotAfter()):
 		// A successor that expired too cannot be promoted; there is no
 		// certs API to drop it, and a human must look.
 		return fmt.Errorf("recovering the expired CA: its successor %q expired as well at %s", next.Cert.Subject.CommonName,
-			next.Cert.NotAfter.UTC().Format(time.RFC3339))
+			next.NotAfter().UTC().Format(time.RFC3339))
 	case next == nil:
 		if _, err := a.CreateSuccessor(now); err != nil && !errors.Is(err, certs.ErrSuccessorExists) {
 			return fmt.Errorf("recovering the expired CA: %w", err)
@@ -48,9 +49,12 @@ func RecoverExpired(a *certs.Authority, now time.Time, log *slog.Logger) error {
 		return fmt.Errorf("recovering the expired CA: %w", err)
 	}
 	active := a.Active().Cert
-	log.Error(fmt.Sprintf("CA expired at %s: promoted a new CA %q (valid until %s) without overlap; every bundle will be reissued and services restarted",
-		old.NotAfter.UTC().Format(time.RFC3339), active.Subject.CommonName, active.NotAfter.UTC().Format(time.RFC3339)),
-		keyPhase, string(PhaseReissue), keyCA, fingerprint(active))
+	msg := fmt.Sprintf("CA expired at %s: promoted a new CA %q (valid until %s) without overlap; every bundle will be reissued and services restarted",
+		oldEnd.UTC().Format(time.RFC3339), active.Subject.CommonName, active.NotAfter.UTC().Format(time.RFC3339))
+	if oldCA.Imported && next == nil {
+		msg += "; the expired CA was imported, and its successor is one of the controller's own: import a new CA of your PKI with `controller ca import`"
+	}
+	log.Error(msg, keyPhase, string(PhaseReissue), keyCA, fingerprint(active))
 	for _, c := range a.Retiring() {
 		if !now.After(c.NotAfter) {
 			return nil

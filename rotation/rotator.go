@@ -95,6 +95,8 @@ type Rotator struct {
 	warnings expiryWarnings
 	lastErr  string
 	notes    notes // used by Step only
+	// lastImport is the outcome of the last import request, for Status.
+	lastImport *ImportStatus
 }
 
 // Start runs Step every Interval until ctx ends. A failing step is logged
@@ -169,9 +171,22 @@ func (r *Rotator) Step(ctx context.Context) error {
 			return err
 		}
 	}
-	requested, err := requestPresent(r.StateDir)
+	req, requested, err := readRequest(r.StateDir)
 	if err != nil {
 		return err
+	}
+	var imported *certs.CA
+	if requested && req.Import != "" {
+		var done bool
+		if imported, done, err = r.importRequest(req, meta.Phase, now); err != nil {
+			return err
+		}
+		if done {
+			if err := removeRequest(r.StateDir); err != nil {
+				return err
+			}
+			requested = false
+		}
 	}
 	var members []Member
 	// An expired CA is recovered whatever Docker says: gathering (which
@@ -181,14 +196,14 @@ func (r *Rotator) Step(ctx context.Context) error {
 			return err
 		}
 	}
-	d := Decide(Inputs{Now: now, Meta: meta, CA: facts, Requested: requested, Fraction: r.Fraction,
-		Timeout: r.Timeout, CredsSince: r.credsSince(meta.Phase), Members: members})
+	d := Decide(Inputs{Now: now, Meta: meta, CA: facts, Requested: requested && req.Import == "", ImportReady: imported != nil,
+		Fraction: r.Fraction, Timeout: r.Timeout, CredsSince: r.credsSince(meta.Phase), Members: members})
 
 	if d.Action == ActionNone {
 		meta, d.Progress = r.noteProgress(meta, d.Progress, now)
 		r.report(meta, d.Progress, now)
 	} else {
-		if meta, err = r.take(meta, d, now); err != nil {
+		if meta, err = r.take(meta, d, imported, now); err != nil {
 			return err
 		}
 		d.Progress = Progress{} // of the phase just left
@@ -197,10 +212,10 @@ func (r *Rotator) Step(ctx context.Context) error {
 	if err := r.saveMeta(meta); err != nil {
 		return err
 	}
-	if requested && (d.Action == ActionCreateSuccessor || d.Action == ActionRecoverExpired || meta.Phase != PhaseIdle) {
+	if requested && consumes(req, d.Action, meta.Phase) {
 		// Only now that the rollover it asked for is durable (or one is
 		// already running) is the request consumed.
-		if d.Action != ActionCreateSuccessor {
+		if d.Action != ActionCreateSuccessor && d.Action != ActionAdoptSuccessor {
 			log.Info("CA rotate request consumed: a rollover is already in progress", keyPhase, string(meta.Phase))
 		}
 		if err := removeRequest(r.StateDir); err != nil {
@@ -214,11 +229,12 @@ func (r *Rotator) Step(ctx context.Context) error {
 
 // take takes the CA step d asks for, and has the prober and the
 // reconciler follow the new CA files at once instead of at their next look.
-func (r *Rotator) take(meta Meta, d Decision, now time.Time) (Meta, error) {
+// imported is the checked CA that ActionAdoptSuccessor adopts.
+func (r *Rotator) take(meta Meta, d Decision, imported *certs.CA, now time.Time) (Meta, error) {
 	// A phase can end on its first look: what it did not wait for is
 	// still said, once, before the next phase starts.
 	r.report(meta, d.Progress, now)
-	meta, err := r.act(meta, d, now)
+	meta, err := r.act(meta, d, imported, now)
 	if err != nil {
 		return meta, err
 	}
@@ -233,7 +249,7 @@ func (r *Rotator) take(meta Meta, d Decision, now time.Time) (Meta, error) {
 // act takes the CA step d asks for and returns the meta of the new phase.
 // The CA files change first, then the meta is saved: a crash in between
 // leaves meta one step behind, which ReconcileMeta repairs from the files.
-func (r *Rotator) act(meta Meta, d Decision, now time.Time) (Meta, error) {
+func (r *Rotator) act(meta Meta, d Decision, imported *certs.CA, now time.Time) (Meta, error) {
 	a, log := r.Authority, r.logger()
 	from := meta.Phase
 	if d.TimedOut {
@@ -260,6 +276,16 @@ func (r *Rotator) act(meta Meta, d Decision, now time.Time) (Meta, error) {
 		fp := fingerprint(next.Cert)
 		log.Info(fmt.Sprintf("CA rollover: idle -> overlap (%s: %s): created successor CA %q; every trust bundle now holds the old and the new CA, services restart one at a time, and the prober presents a certificate of the new CA to prove each reloaded",
 			d.Trigger, d.Reason, next.Cert.Subject.CommonName),
+			keyPhase, string(PhaseOverlap), keyFrom, string(from), keyTrigger, d.Trigger, keyCA, fp)
+		return Meta{Phase: PhaseOverlap, Trigger: d.Trigger, StartedAt: now, PhaseSince: now, Successor: fp, LastTransitionAt: now}, nil
+	case ActionAdoptSuccessor:
+		if err := a.AdoptSuccessor(imported); err != nil {
+			return meta, fmt.Errorf("CA rollover: %w", err)
+		}
+		fp := fingerprint(imported.Cert)
+		r.noteImport(ImportStatus{Fingerprint: fp, State: ImportAdopted, At: now, Message: "adopted as the successor"})
+		log.Info(fmt.Sprintf("CA rollover: idle -> overlap (%s: %s): adopted the imported CA %q (trust anchor %q) as the successor; every trust bundle now holds the old and the new anchor, services restart one at a time, and the prober presents a certificate of the new CA to prove each reloaded",
+			d.Trigger, d.Reason, imported.Cert.Subject.CommonName, imported.Anchor().Subject.CommonName),
 			keyPhase, string(PhaseOverlap), keyFrom, string(from), keyTrigger, d.Trigger, keyCA, fp)
 		return Meta{Phase: PhaseOverlap, Trigger: d.Trigger, StartedAt: now, PhaseSince: now, Successor: fp, LastTransitionAt: now}, nil
 	case ActionPromote:
@@ -375,7 +401,10 @@ func (r *Rotator) warnExpiry(meta Meta, f CAFacts, now time.Time) {
 		return
 	}
 	hint := fmt.Sprintf("it rolls over by itself at %s, or run `controller ca rotate`", RotateAt(f.ActiveNotBefore, f.ActiveNotAfter, r.Fraction).UTC().Format(time.RFC3339))
-	if meta.Phase != PhaseIdle {
+	switch {
+	case f.ActiveImported && meta.Phase == PhaseIdle:
+		hint = "it was imported, so it does not roll over by itself: import its successor with `controller ca import` (if it expires, the controller recovers with a CA of its own)"
+	case meta.Phase != PhaseIdle:
 		hint = "a rollover is in progress (phase " + string(meta.Phase) + "); see `controller ca status`"
 	}
 	left := f.ActiveNotAfter.Sub(now).Round(time.Minute)
@@ -411,9 +440,11 @@ func (r *Rotator) publish(meta Meta, f CAFacts, d Decision, requested bool, now 
 	s := Status{
 		Phase: meta.Phase, Since: meta.PhaseSince, Trigger: meta.Trigger, StartedAt: meta.StartedAt,
 		Done: meta.Done, Total: meta.Total, WaitingFor: meta.Waiting,
-		ActiveCA: caStatus(a.Active().Cert), Retiring: f.Retiring,
-		RotateAt:       RotateAt(f.ActiveNotBefore, f.ActiveNotAfter, r.Fraction).UTC(),
+		ActiveCA: caStatus(a.Active()), Retiring: f.Retiring,
 		RequestPending: requested, CheckedAt: now.UTC(),
+	}
+	if !f.ActiveImported {
+		s.RotateAt = RotateAt(f.ActiveNotBefore, f.ActiveNotAfter, r.Fraction).UTC()
 	}
 	if meta.Phase == PhaseIdle {
 		s.Since = meta.LastTransitionAt
@@ -423,10 +454,11 @@ func (r *Rotator) publish(meta Meta, f CAFacts, d Decision, requested bool, now 
 		s.Message = d.Progress.Summary(phaseWhat(meta.Phase))
 	}
 	if next := a.Successor(); next != nil {
-		cs := caStatus(next.Cert)
+		cs := caStatus(next)
 		s.Successor = &cs
 	}
 	r.mu.Lock()
+	s.Import = r.lastImport
 	r.status = s
 	r.mu.Unlock()
 	if r.StateDir == "" {
@@ -438,9 +470,9 @@ func (r *Rotator) publish(meta Meta, f CAFacts, d Decision, requested bool, now 
 }
 
 func caFacts(a *certs.Authority) CAFacts {
-	act := a.Active().Cert
-	f := CAFacts{ActiveFingerprint: fingerprint(act), ActiveNotBefore: act.NotBefore, ActiveNotAfter: act.NotAfter,
-		Retiring: len(a.Retiring())}
+	act := a.Active()
+	f := CAFacts{ActiveFingerprint: fingerprint(act.Cert), ActiveNotBefore: act.Cert.NotBefore, ActiveNotAfter: act.NotAfter(),
+		Retiring: len(a.Retiring()), ActiveImported: act.Imported}
 	if next := a.Successor(); next != nil {
 		f.SuccessorFingerprint = fingerprint(next.Cert)
 	}
