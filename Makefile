@@ -49,6 +49,10 @@ fuzz: ## run every fuzz target for FUZZTIME each
 bench: ## benchmarks, with the openssl CLI side by side as a ratio
 	@scripts/bench.sh
 
+.PHONY: bench-storm
+bench-storm: build ## start storms on the real engine: N=100,500,1000 containers, BASE=<commit> side by side; table in bench-storm.md
+	@N='$(N)' BASE='$(BASE)' scripts/bench-storm.sh
+
 lint: ## go vet (both build tags) + gofmt + staticcheck
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./...

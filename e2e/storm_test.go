@@ -1,0 +1,350 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+)
+
+// TestStorm is the start-storm benchmark behind `make bench-storm`. It runs
+// only when STORM_N is set to a comma-separated list of container counts
+// (e.g. STORM_N=100,500,1000), so `make e2e` skips it. For each N, in one
+// compose project: start the controller on the host in observe mode with a
+// fresh state dir and certs root, create N testservice containers and then
+// start them, 8 calls at a time, measure, restart the controller twice, and
+// remove everything. The table goes to STORM_OUT (default bench-storm.md
+// at the module root) and to the test log.
+//
+// STORM_CONTROLLER may name several binaries (label=path,label=path): each
+// N is then run with each in turn, so a change is measured against its
+// baseline in one run, on the same machine under the same load.
+//
+// Every figure is the controller's own (its process's CPU and memory from
+// /proc, its bundles on disk). See storm_report_test.go for what each
+// column means.
+func TestStorm(t *testing.T) {
+	sizes := stormSizes(t)
+	h := H(t)
+	ctls := stormControllers(t, h)
+	img := h.ServiceImage(t)
+	nets := newStormNetworks(t, h, slices.Max(sizes))
+	began := time.Now()
+	var rows []stormRow
+run:
+	for _, n := range sizes {
+		for _, c := range ctls {
+			ok := t.Run(fmt.Sprintf("N=%d/%s", n, c.label), func(t *testing.T) {
+				row := runStorm(t, h, c.path, img, nets, n)
+				row.controller = c.label
+				rows = append(rows, row)
+			})
+			if !ok {
+				break run
+			}
+		}
+	}
+	if len(rows) == 0 {
+		return
+	}
+	report := renderStorm(stormConditions(h, ctls), rows, time.Since(began))
+	out := os.Getenv("STORM_OUT")
+	if out == "" {
+		out = filepath.Join(h.root, "bench-storm.md")
+	}
+	if err := os.WriteFile(out, []byte(report), 0o644); err != nil {
+		t.Errorf("writing %s: %v", out, err)
+	}
+	t.Logf("report written to %s:\n%s", out, report)
+}
+
+// stormSizes parses STORM_N, skipping the test when it is unset.
+func stormSizes(t *testing.T) []int {
+	t.Helper()
+	raw := os.Getenv("STORM_N")
+	if raw == "" {
+		t.Skip("storm benchmark: set STORM_N (e.g. 100,500,1000) or run `make bench-storm`")
+	}
+	var sizes []int
+	for _, f := range strings.Split(raw, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 || n > maxStormN {
+			t.Fatalf("STORM_N=%q: want container counts from 1 to %d, comma separated", raw, maxStormN)
+		}
+		sizes = append(sizes, n)
+	}
+	return sizes
+}
+
+// maxStormN keeps a typo from starting a storm the engine cannot hold.
+const maxStormN = 5000
+
+// stormController is one controller binary the storm runs.
+type stormController struct{ label, path string }
+
+// stormControllers are STORM_CONTROLLER's binaries (path or label=path,
+// comma separated), or the module's bin/controller from `make build`.
+func stormControllers(t *testing.T, h *Harness) []stormController {
+	t.Helper()
+	raw := os.Getenv("STORM_CONTROLLER")
+	if raw == "" {
+		raw = filepath.Join(h.root, "bin", "controller")
+	}
+	var out []stormController
+	for _, f := range strings.Split(raw, ",") {
+		label, path, ok := strings.Cut(f, "=")
+		if !ok {
+			label, path = "", f
+		}
+		if _, err := os.Stat(path); err != nil {
+			t.Fatalf("controller binary: %v (run `make build`, or set STORM_CONTROLLER)", err)
+		}
+		if label == "" {
+			label = filepath.Base(path)
+		}
+		out = append(out, stormController{label: label, path: path})
+	}
+	return out
+}
+
+// runStorm measures one storm of n containers and removes it.
+func runStorm(t *testing.T, h *Harness, bin, img string, nets []string, n int) stormRow {
+	began := time.Now()
+	ctx, cancel := context.WithTimeout(t.Context(), stormBudget(n))
+	defer cancel()
+	project := h.Project(t)
+	var made stormMade
+	// Registered before the controller's stop, so it runs after it: the
+	// controller must not spend the removal reconciling destroy events.
+	t.Cleanup(func() { made.remove(t, h) })
+	ctl, err := newHostController(bin, t.TempDir(), project)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ctl.start(time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = ctl.stop()
+		keepLog(t, ctl, n)
+	})
+	if _, err := ctl.waitReady(time.Minute); err != nil {
+		t.Fatal(err)
+	}
+
+	row := stormRow{N: n, load: hostLoad(), others: otherContainers(h)}
+	storm := measureStorm(ctx, t, h, ctl, &made, stormSpec{image: img, project: project, networks: nets, n: n})
+	row.storm = storm
+	row.status = measureStatus(t, ctl)
+	row.product = productEventToBundle(ctl)
+	row.errors = ctl.errorLines()
+	row.restart = measureRestarts(t, ctl)
+	row.wall = time.Since(began)
+	t.Logf("N=%d: %s", n, row.summary())
+	return row
+}
+
+// maxPerNetwork stays under a Linux bridge's 1,024 ports.
+const maxPerNetwork = 1000
+
+// stormBudget bounds one storm: generous, since the engine on two cores
+// starts roughly ten containers a second.
+func stormBudget(n int) time.Duration {
+	return 5*time.Minute + time.Duration(n)*500*time.Millisecond
+}
+
+// measureStorm creates and starts the containers, waits for every bundle,
+// and reads the controller's CPU and memory over the storm.
+func measureStorm(ctx context.Context, t *testing.T, h *Harness, ctl *hostController, made *stormMade, spec stormSpec) stormFigures {
+	t.Helper()
+	watch, err := watchBundles(ctl.certsRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watch.close()
+	start := time.Now()
+	creates := recordCreates(h.Docker, spec.project, start.Add(-time.Second))
+	defer creates.close()
+	cpu0 := ctl.cpu.now()
+	spec.certsRoot, spec.labels = ctl.certsRoot, h.labels(t, "service")
+	if err := createStorm(ctx, h, spec, made); err != nil {
+		t.Fatal(err)
+	}
+	landed, err := watch.waitAll(ctx, made.services())
+	if err != nil {
+		t.Fatal(err)
+	}
+	events, err := creates.waitAll(ctx, made.ids())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := stormFigures{start: start}
+	f.collect(made, landed, events)
+	// The storm ends when the controller's queue has drained after the
+	// last start and the last bundle: the starts' reconciles and probes
+	// are part of its cost.
+	from := max(f.lastBundle.Sub(ctl.started), f.lastStart.Sub(ctl.started))
+	quiet := waitQuiet(ctl, from, from+stormSettle)
+	f.cpu = ctl.cpu.cpuAt(quiet) - cpu0
+	f.window = quiet - start.Sub(ctl.started)
+	if f.peakRSS, err = ctl.peakRSS(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("host memory available after the storm: %s", memAvailable())
+	return f
+}
+
+// stormSettle bounds the wait for the queue to drain after the last bundle.
+const stormSettle = 60 * time.Second
+
+// waitQuiet waits (in real time) until the controller has been quiet after
+// offset from, or until offset until, and returns that offset.
+func waitQuiet(ctl *hostController, from, until time.Duration) time.Duration {
+	for {
+		if q, ok := ctl.cpu.quietAfter(from, min(until, ctl.cpu.lastOffset())); ok {
+			return q
+		}
+		if ctl.cpu.lastOffset() >= until {
+			return until
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// sleepUntilOffset waits until the controller process is offset old.
+func sleepUntilOffset(ctl *hostController, offset time.Duration) {
+	time.Sleep(time.Until(ctl.started.Add(offset)) + 2*cpuSampleEvery)
+}
+
+// measureStatus times GET /api/v1/status a few times, each on a new
+// connection, and keeps the median.
+func measureStatus(t *testing.T, ctl *hostController) statusFigures {
+	t.Helper()
+	var took []time.Duration
+	size := 0
+	for range statusTries {
+		code, body, d, err := ctl.get("/api/v1/status")
+		if err != nil || code != 200 {
+			t.Fatalf("GET /api/v1/status: %d %v", code, err)
+		}
+		took, size = append(took, d), len(body)
+	}
+	return statusFigures{median: percentile(took, 0.5), max: percentile(took, 1), size: size}
+}
+
+const statusTries = 7
+
+// measureRestarts restarts the controller twice over the same state:
+//
+//   - A, with the storm's hour-long resync: how soon it is ready, what the
+//     first 5 s cost, and when its queue drained (D);
+//   - B, identical but with a resync interval R just past D.
+//
+// The resync's CPU is B's minus A's over the same window around R (from R-2s
+// to R+W), measured from each process's readiness: everything else in the
+// window (the restart's probes coming due again, the watchdog) happens in
+// both runs, so only the resync is left. A's figure over the window is
+// reported too, as the noise to judge the difference by.
+func measureRestarts(t *testing.T, ctl *hostController) restartFigures {
+	t.Helper()
+	var f restartFigures
+	a := restartOnce(t, ctl, time.Hour)
+	f.ready = a
+	sleepUntilOffset(ctl, 5*time.Second)
+	f.cpu5s = ctl.cpu.cpuAt(5 * time.Second)
+	drained := waitQuiet(ctl, a, a+restartSettle)
+	f.drain, f.drainCPU = drained-a, ctl.cpu.cpuAt(drained)
+	f.resyncAt = max(10*time.Second, f.drain.Round(time.Second)+5*time.Second)
+	f.resyncWindow = max(15*time.Second, f.drain+10*time.Second)
+	from, to := f.resyncAt-2*time.Second, f.resyncAt+f.resyncWindow
+	sleepUntilOffset(ctl, a+to)
+	f.baseline = ctl.cpu.cpuAt(a+to) - ctl.cpu.cpuAt(a+from)
+
+	b := restartOnce(t, ctl, f.resyncAt)
+	sleepUntilOffset(ctl, b+to)
+	f.withResync = ctl.cpu.cpuAt(b+to) - ctl.cpu.cpuAt(b+from)
+	return f
+}
+
+// restartSettle bounds the wait for a restart's queue to drain.
+const restartSettle = 2 * time.Minute
+
+// restartOnce stops the controller, starts it with resync and returns how
+// long it took to be ready.
+func restartOnce(t *testing.T, ctl *hostController, resync time.Duration) time.Duration {
+	t.Helper()
+	if err := ctl.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := ctl.start(resync); err != nil {
+		t.Fatal(err)
+	}
+	ready, err := ctl.waitReady(time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ready
+}
+
+// memAvailable is the host's MemAvailable, for the log: a thousand
+// containers are mostly shims and fuse mounts.
+func memAvailable() string {
+	data, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return "unknown"
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "MemAvailable:"); ok {
+			return strings.TrimSpace(rest)
+		}
+	}
+	return "unknown"
+}
+
+// keepLog copies the controller's log to STORM_LOGS, when set, before the
+// temp dir goes.
+func keepLog(t *testing.T, ctl *hostController, n int) {
+	dir := os.Getenv("STORM_LOGS")
+	if dir == "" {
+		return
+	}
+	data, err := os.ReadFile(ctl.logPath)
+	if err == nil {
+		err = os.WriteFile(filepath.Join(dir, fmt.Sprintf("controller-%d.log", n)), data, 0o644)
+	}
+	if err != nil {
+		t.Errorf("keeping the controller log: %v", err)
+	}
+}
+
+// hostLoad is the 1-minute load average as the storm starts: other work on
+// the machine's two cores shows up in every latency.
+func hostLoad() string {
+	data, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	load, _, _ := strings.Cut(string(data), " ")
+	return load
+}
+
+// otherContainers counts containers already on the engine: the controller
+// inspects each one on every list and event, managed or not.
+func otherContainers(h *Harness) int {
+	ctx, cancel := context.WithTimeout(context.Background(), dockerCall)
+	defer cancel()
+	cs, err := h.Docker.ContainerList(ctx, container.ListOptions{All: true})
+	if err != nil {
+		return -1
+	}
+	return len(cs)
+}

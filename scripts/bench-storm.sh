@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# make bench-storm: the start-storm benchmark (e2e/storm_test.go) on the real
+# engine, with bin/controller (make build) run on the host.
+#
+#   N     container counts, comma separated, one storm each (default 100,500,1000)
+#   BASE  a commit to measure side by side: its controller is built from an
+#         export of that commit, and each N runs with it and then with
+#         bin/controller, in one run under the same load
+#
+# The table goes to bench-storm.md (STORM_OUT to change it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+N=${N:-100,500,1000}
+ctls="$(git describe --always --dirty --abbrev=7 2>/dev/null || echo current)=$root/bin/controller"
+if [[ -n "${BASE:-}" ]]; then
+  base=$(git rev-parse --short "$BASE^{commit}")
+  src=$(mktemp -d)
+  trap 'rm -rf "$src"' EXIT
+  git archive "$base" | tar -x -C "$src"
+  (cd "$src" && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$root/bin/controller-$base" ./cmd/controller)
+  ctls="$base=$root/bin/controller-$base,$ctls"
+fi
+echo "bench-storm: N=$N controllers: $ctls"
+STORM_N=$N STORM_CONTROLLER=$ctls go test -tags e2e -count=1 -run '^TestStorm$' -timeout 180m -v ./e2e/
