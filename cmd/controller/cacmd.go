@@ -1,12 +1,13 @@
 package main
 
-// `controller ca rotate|status`: the operator's side of a CA rollover
-// (package rotation).
+// `controller ca rotate|import|export|status`: the operator's side of a CA
+// rollover (package rotation) and of bringing one's own CA.
 //
-// Both run inside the controller's container (docker exec <controller>
+// All run inside the controller's container (docker exec <controller>
 // /controller ca ...), next to the daemon that holds the state store's
-// lock, so neither opens bbolt: `rotate` writes rotation.RequestFile and
-// `status` reads rotation.StatusFile, both in the state dir. No HTTP
+// lock, so none opens bbolt: `rotate` writes rotation.RequestFile,
+// `import` (and `rotate --to-cert`) stages the checked CA beside it
+// (rotation.RequestImport), `export` and `status` only read. No HTTP
 // endpoint mutates anything.
 
 import (
@@ -25,15 +26,29 @@ import (
 
 // Exit codes of `controller ca`.
 const (
-	caOK    = 0
-	caUsage = 2 // bad usage, or the state dir could not be read or written
+	caOK      = 0
+	caRefused = 1 // import: the CA failed a check, or cannot be taken now; nothing was written
+	caUsage   = 2 // bad usage, or the state dir could not be read or written
 )
 
-const caUsageText = `usage: controller ca rotate [--state-dir DIR]
+const caUsageText = `usage: controller ca rotate [--state-dir DIR] [--to-cert FILE --to-key FILE [--chain FILE]]
+       controller ca import --cert FILE --key FILE [--chain FILE] [--state-dir DIR]
+       controller ca export [--state-dir DIR]
        controller ca status [--state-dir DIR] [-o table|json]
 
-rotate  asks the running controller to roll its CA over (it starts within --ca-rotate-interval)
+rotate  asks the running controller to roll its CA over (it starts within --ca-rotate-interval);
+        with --to-cert and --to-key, to that CA instead of a new one of its own (as import)
+import  checks your root or intermediate CA (--chain: the certificates above it, up to the root)
+        and, only if every check passes, hands it to the controller: the running controller rolls
+        over to it; a controller that has no CA yet starts with it. Exit 1 names the failed check.
+export  prints the trust bundle (PEM, certificates only) for clients outside the stack
 status  prints the rollover's phase and progress as the controller last wrote it`
+
+// caArgs are the parsed arguments of one `controller ca` subcommand.
+type caArgs struct {
+	stateDir, output string
+	imp              importArgs
+}
 
 // runCA dispatches `controller ca <sub>`. now is time.Now in main.
 func runCA(args []string, stdout, stderr io.Writer, getenv func(string) string, now func() time.Time) int {
@@ -45,41 +60,67 @@ func runCA(args []string, stdout, stderr io.Writer, getenv func(string) string, 
 		return caOK
 	}
 	sub, args := args[0], args[1:]
+	switch sub {
+	case "rotate", "import", "export", "status":
+	default:
+		fmt.Fprintf(stderr, "controller ca: unknown command %q\n%s\n", sub, caUsageText)
+		return caUsage
+	}
+	a, code, ok := parseCAArgs(sub, args, stderr, getenv)
+	if !ok {
+		return code
+	}
+	switch sub {
+	case "rotate":
+		if a.imp.certFile != "" {
+			return caImport(a.stateDir, a.imp, "controller ca rotate", stdout, stderr, now())
+		}
+		return caRotate(a.stateDir, stdout, stderr, now())
+	case "import":
+		return caImport(a.stateDir, a.imp, "controller ca import", stdout, stderr, now())
+	case "export":
+		return caExport(a.stateDir, stdout, stderr, now())
+	}
+	return caStatus(a.stateDir, a.output, stdout, stderr, now())
+}
+
+// parseCAArgs parses the flags of sub. ok false means return code.
+func parseCAArgs(sub string, args []string, stderr io.Writer, getenv func(string) string) (a caArgs, code int, ok bool) {
 	fs := flag.NewFlagSet("controller ca "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	def := getenv("CRANK_STATE_DIR")
 	if def == "" {
 		def = "/state"
 	}
-	stateDir := fs.String("state-dir", def, "the controller's state dir (env CRANK_STATE_DIR)")
-	output := "table"
-	if sub == "status" {
-		fs.StringVar(&output, "o", "table", "output: table or json")
-	}
+	fs.StringVar(&a.stateDir, "state-dir", def, "the controller's state dir (env CRANK_STATE_DIR)")
+	a.output = "table"
 	switch sub {
-	case "rotate", "status":
-	default:
-		fmt.Fprintf(stderr, "controller ca: unknown command %q\n%s\n", sub, caUsageText)
-		return caUsage
+	case "status":
+		fs.StringVar(&a.output, "o", "table", "output: table or json")
+	case "import":
+		a.imp.register(fs, "cert", "key", getenv)
+	case "rotate":
+		a.imp.register(fs, "to-cert", "to-key", getenv)
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return caOK
+			return a, caOK, false
 		}
-		return caUsage
+		return a, caUsage, false
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "controller ca %s: unexpected argument %q\n", sub, fs.Arg(0))
-		return caUsage
+		return a, caUsage, false
 	}
-	if sub == "rotate" {
-		return caRotate(*stateDir, stdout, stderr, now())
+	if err := a.imp.check(sub); err != nil {
+		fmt.Fprintf(stderr, "controller ca %s: %v\n", sub, err)
+		return a, caUsage, false
 	}
-	if output != "table" && output != "json" {
-		fmt.Fprintf(stderr, "controller ca status: -o %q: want table or json\n", output)
-		return caUsage
+	if a.output != "table" && a.output != "json" {
+		fmt.Fprintf(stderr, "controller ca status: -o %q: want table or json\n", a.output)
+		return a, caUsage, false
 	}
-	return caStatus(*stateDir, output, stdout, stderr, now())
+	return a, caOK, true
 }
 
 // caRotate writes the request, unless a rollover is already running.
@@ -156,14 +197,26 @@ func printCAStatus(w io.Writer, st rotation.Status, now time.Time) {
 			fmt.Fprintf(tw, "not waited for:\t%s\t%s: %s\n", k.Container, k.Reason, k.Message)
 		}
 	}
-	fmt.Fprintf(tw, "active CA:\t%s\texpires %s\tsha256 %s\n", st.ActiveCA.Subject, at(st.ActiveCA.NotAfter), shortFP(st.ActiveCA.Fingerprint))
+	fmt.Fprintf(tw, "active CA:\t%s\texpires %s\tsha256 %s\n", caLabel(st.ActiveCA), at(st.ActiveCA.NotAfter), shortFP(st.ActiveCA.Fingerprint))
 	if st.Successor != nil {
-		fmt.Fprintf(tw, "successor CA:\t%s\texpires %s\tsha256 %s\n", st.Successor.Subject, at(st.Successor.NotAfter), shortFP(st.Successor.Fingerprint))
+		fmt.Fprintf(tw, "successor CA:\t%s\texpires %s\tsha256 %s\n", caLabel(*st.Successor), at(st.Successor.NotAfter), shortFP(st.Successor.Fingerprint))
 	}
 	fmt.Fprintf(tw, "retiring CAs:\t%d\n", st.Retiring)
-	fmt.Fprintf(tw, "automatic rollover:\t%s\n", at(st.RotateAt))
+	switch {
+	case st.RotateAt.IsZero() && st.ActiveCA.Imported:
+		fmt.Fprintf(tw, "automatic rollover:\tnone: the CA was imported; import its successor before it expires\n")
+	default:
+		fmt.Fprintf(tw, "automatic rollover:\t%s\n", at(st.RotateAt))
+	}
 	if st.RequestPending {
 		fmt.Fprintf(tw, "request pending:\tyes\n")
+	}
+	if im := st.Import; im != nil {
+		line := string(im.State)
+		if im.Reason != "" {
+			line += " (" + im.Reason + ")"
+		}
+		fmt.Fprintf(tw, "last import:\t%s\tsha256 %s\t%s: %s\n", line, shortFP(im.Fingerprint), at(im.At), im.Message)
 	}
 	fmt.Fprintf(tw, "checked:\t%s\n", at(st.CheckedAt))
 	_ = tw.Flush()
@@ -183,6 +236,19 @@ func relative(now, t time.Time) string {
 		return strings.TrimSuffix(d.Truncate(time.Minute).String(), "0s") + " " + suffix
 	}
 	return d.Truncate(time.Second).String() + " " + suffix
+}
+
+// caLabel is a CA's subject, with its issuer for an intermediate and a
+// note for an imported one.
+func caLabel(c rotation.CAStatus) string {
+	s := c.Subject
+	if c.Issuer != "" {
+		s += " (issued by " + c.Issuer + ")"
+	}
+	if c.Imported {
+		s += " [imported]"
+	}
+	return s
 }
 
 func shortFP(fp string) string {

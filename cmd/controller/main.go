@@ -17,7 +17,7 @@ var commands = []struct{ name, args, summary string }{
 	{"run", "[flags]", "run the controller (the default when no command is given)"},
 	{"healthcheck", "[listen-addr]", "exit 0 if the local controller is ready (/readyz), else 1"},
 	{"status", "[flags]", "show each managed container's security level"},
-	{"ca", "rotate|status", "start a CA rollover, or show its progress"},
+	{"ca", "<command>", "rotate, import or export the CA, or show a rollover (controller ca help)"},
 	{"identity", "list|release", "show who owns each identity, or release one"},
 	{"version", "", "print the version"},
 	{"help", "", "print this list"},
