@@ -65,5 +65,12 @@ demo: build ## build images and bring up the demo stack with the controller
 demo-down: ## tear the demo stack down (keeps nothing)
 	@scripts/demo.sh down
 
+.PHONY: example example-down
+example: build ## Python services on the kit with the controller (examples/python; builds the Python image once)
+	@examples/python/run.sh up
+
+example-down: ## tear the example stack down (keeps nothing)
+	@examples/python/run.sh down
+
 clean:
 	rm -rf $(BIN) e2e.log
