@@ -6,7 +6,8 @@
 // IP addresses, each on a fresh connection with a fresh handshake:
 //
 //  1. HTTPS GET of the health path presenting the controller's client
-//     certificate; the served certificate must chain to our trust bundle and
+//     certificate; the served certificate must chain to our trust bundle
+//     (its roots) through the intermediates the server sends after it, and
 //     carry the service name;
 //  2. if (1) worked, the same request without a client certificate, to see
 //     whether client authentication is enforced (an HTTP 401/403 counts as
