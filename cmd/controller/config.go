@@ -59,6 +59,11 @@ type Config struct {
 	CARotateTimeout  time.Duration
 	CARotateInterval time.Duration
 	ExpiryWarn       []time.Duration
+
+	// Swarm mode (package swarm; swarm.go).
+	Orchestrator string
+	SwarmCADir   string
+	SwarmCAKEK   string
 }
 
 // flagDef ties a flag to its environment variable and documents both.
@@ -102,6 +107,10 @@ var flagDefs = []flagDef{
 	{"ca-rotate-timeout", "CRANK_CA_ROTATE_TIMEOUT", "24h", "longest the overlap waits for services before promoting anyway; the old CA is retired on evidence only"},
 	{"ca-rotate-interval", "CRANK_CA_ROTATE_INTERVAL", "5s", "how often the CA rollover looks at its progress (and for a `controller ca rotate` request)"},
 	{"expiry-warn", "CRANK_EXPIRY_WARN", "720h,168h,24h", "log a WARN when the CA is this close to expiry, once per threshold"},
+	// Swarm mode (package swarm).
+	{"orchestrator", "CRANK_ORCHESTRATOR", "compose", "compose (containers, shared certs volume), swarm (services, certificates as swarm secrets) or auto (swarm when the controller runs as a swarm task on a manager)"},
+	{"swarm-ca-dir", "CRANK_SWARM_CA_DIR", "/run/crank-ca", "swarm mode: working copy of the CA, restored from its sealed backup in the swarm; mount a tmpfs here"},
+	{"swarm-ca-kek", "CRANK_SWARM_CA_KEK", "/run/secrets/crank-ca-kek", "swarm mode: key-encryption key (a swarm secret of at least 32 random bytes) that seals the CA's backup"},
 }
 
 // parseConfig reads flags from args and variables from getenv. Every error
@@ -115,6 +124,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (C
 	cfg := p.core()
 	p.levels(&cfg)
 	p.rotation(&cfg)
+	p.swarm(&cfg)
 	p.checkPaths(cfg)
 	return cfg, p.err
 }
@@ -198,6 +208,13 @@ func (p *parser) rotation(cfg *Config) {
 	cfg.CARotateTimeout = p.duration("ca-rotate-timeout", time.Minute)
 	cfg.CARotateInterval = p.duration("ca-rotate-interval", 100*time.Millisecond)
 	cfg.ExpiryWarn = p.thresholds("expiry-warn")
+}
+
+// swarm reads the orchestrator and swarm mode's paths.
+func (p *parser) swarm(cfg *Config) {
+	cfg.Orchestrator = p.oneOf("orchestrator", orchestratorCompose, orchestratorSwarm, orchestratorAuto)
+	cfg.SwarmCADir = p.nonEmpty("swarm-ca-dir")
+	cfg.SwarmCAKEK = p.nonEmpty("swarm-ca-kek")
 }
 
 // checkPaths refuses combinations that would put a private key in the

@@ -89,6 +89,12 @@ func handleSignals(cancel context.CancelFunc, timeout time.Duration, log *slog.L
 // run wires the components and blocks until ctx ends or one of them fails.
 func run(ctx context.Context, cfg Config, log *slog.Logger) error {
 	log.Info("starting", keyVersion, version(), keyEnvironment, cfg.Environment, keyMode, cfg.Mode)
+	switch swarmMode, err := useSwarm(ctx, cfg, log); {
+	case err != nil:
+		return err
+	case swarmMode:
+		return runSwarm(ctx, cfg, log) // swarm.go
+	}
 	p, closeParts, err := openParts(ctx, cfg, log)
 	if err != nil {
 		return err
