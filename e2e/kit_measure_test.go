@@ -233,6 +233,53 @@ type kitRotation struct {
 	callsFailed, callsOK     int
 	callErrors               []string
 	servedAfter              []string // per service: new leaf on disk -> served
+	restartTimes             []string // per restart: stop (kill -> die), start -> answering mTLS
+}
+
+// restartTimes splits each restart of c in [since, until] into the time
+// the old process took to stop (first kill to die, from the engine's
+// events) and the new one took to answer mTLS (start to the first
+// successful sample after it).
+func (f *kitFixture) restartTimes(s *kitSampler, c *Container, since, until time.Time) []string {
+	f.events.mu.Lock()
+	var kill time.Time
+	var out []string
+	var starts []time.Time
+	for _, m := range f.events.msgs {
+		at := time.Unix(0, m.TimeNano)
+		if m.Actor.ID != c.ID || at.Before(since) || at.After(until) {
+			continue
+		}
+		switch m.Action {
+		case events.ActionKill:
+			if kill.IsZero() {
+				kill = at
+			}
+		case events.ActionDie:
+			if !kill.IsZero() {
+				out = append(out, fmt.Sprintf("%s stop=%s", c.Service, at.Sub(kill).Round(100*time.Millisecond)))
+				kill = time.Time{}
+			}
+		case events.ActionStart:
+			starts = append(starts, at)
+		}
+	}
+	f.events.mu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, start := range starts {
+		answered := "never"
+		for _, r := range s.recs[c.Service] {
+			if r.at.After(start) && r.err == "" {
+				answered = r.at.Sub(start).Round(100 * time.Millisecond).String()
+				break
+			}
+		}
+		if i < len(out) {
+			out[i] += " start->mtls=" + answered
+		}
+	}
+	return out
 }
 
 // measure adds up what the rotation in [since, until] cost a path.
@@ -260,6 +307,7 @@ func (f *kitFixture) measure(t *testing.T, s *kitSampler, p *kitPath, since, unt
 			t.Logf("%s: %d of %d samples failed, longest outage %s, last error: %s",
 				c.Service, fig.failed, fig.samples, fig.longest.Round(100*time.Millisecond), fig.lastErr)
 		}
+		r.restartTimes = append(r.restartTimes, f.restartTimes(s, c, since, until)...)
 	}
 	calls := f.calls(t, p.worker, since, until)
 	r.callsOK, r.callsFailed, r.callErrors = calls.ok, calls.failed, calls.errors
@@ -273,6 +321,9 @@ func logRotation(t *testing.T, rotation string, p *kitPath, r kitRotation, took 
 		rotation, p.name, r.restarts, r.dies, r.failed, r.samples, r.down.Round(100*time.Millisecond),
 		r.platformDown.Round(100*time.Millisecond), r.workerDown.Round(100*time.Millisecond),
 		r.callsFailed, r.callsOK+r.callsFailed, r.servedAfter, took.Round(100*time.Millisecond), loadAverage())
+	if len(r.restartTimes) > 0 {
+		t.Logf("MEASURE: kit %s: %-7s restarts: %v", rotation, p.name, r.restartTimes)
+	}
 	for _, e := range r.callErrors {
 		t.Logf("%s: worker call error: %s", p.name, e)
 	}
