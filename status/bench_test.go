@@ -3,6 +3,7 @@ package status
 import (
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http/httptest"
 	"testing"
 	"time"
@@ -11,59 +12,79 @@ import (
 )
 
 // The status API at 1,000 containers must answer within 100 ms. These
-// benchmarks build the report (and encode it, as the handler does) from
-// records that hold as much history as the state keeps, and report the
-// response size. Run them with
+// benchmarks build the report (and encode it, as the handler does) and
+// report the response size, for two stacks of bigStack: "churning", where
+// every container holds a full hour of transitions and actions (as many as
+// the state keeps: the worst case), and "rebuild", where only the troubled
+// services do. Run them with
 //
 //	go test ./status -run '^$' -bench . -benchmem
 
 const benchContainers = 1000
 
+var benchStacks = []struct {
+	name  string
+	churn func(svc int) bool
+}{{"churning", always}, {"rebuild", troubled}}
+
 func BenchmarkBuild1000(b *testing.B) {
-	recs := bigStack(benchContainers)
-	for b.Loop() {
-		Build(recs, devSummary(), t0, Query{})
+	for _, s := range benchStacks {
+		b.Run(s.name, func(b *testing.B) {
+			recs := bigStack(benchContainers, s.churn)
+			for b.Loop() {
+				Build(recs, devSummary(), t0, Query{})
+			}
+		})
 	}
 }
 
 func BenchmarkBuildAndEncode1000(b *testing.B) {
-	recs := bigStack(benchContainers)
-	var size int
-	for b.Loop() {
-		rep := Build(recs, devSummary(), t0, Query{})
-		cw := &countingWriter{}
-		if err := json.NewEncoder(cw).Encode(rep); err != nil {
-			b.Fatal(err)
-		}
-		size = cw.n
+	for _, s := range benchStacks {
+		b.Run(s.name, func(b *testing.B) {
+			recs := bigStack(benchContainers, s.churn)
+			var size int
+			for b.Loop() {
+				cw := &countingWriter{}
+				if err := json.NewEncoder(cw).Encode(Build(recs, devSummary(), t0, Query{})); err != nil {
+					b.Fatal(err)
+				}
+				size = cw.n
+			}
+			b.ReportMetric(float64(size), "bytes/response")
+		})
 	}
-	b.ReportMetric(float64(size), "bytes/response")
 }
 
 // BenchmarkStatusAPI1000 is a whole GET through the handler: the default
 // answer, and the dashboard's (every action of the hour).
 func BenchmarkStatusAPI1000(b *testing.B) {
-	for _, path := range []string{PathStatus, PathStatus + "?since=1h"} {
-		b.Run(path, func(b *testing.B) {
-			benchGet(b, &fakeSource{recs: bigStack(benchContainers), sum: devSummary()}, path)
-		})
+	for _, s := range benchStacks {
+		for _, path := range []string{PathStatus, PathStatus + "?since=1h"} {
+			b.Run(s.name+path, func(b *testing.B) {
+				benchGet(b, &fakeSource{recs: bigStack(benchContainers, s.churn), sum: devSummary()}, path)
+			})
+		}
 	}
 }
 
 // BenchmarkStatusAPI1000FromStore adds what the controller's Source does
-// on every request: list the records from the state file.
+// on every request: list (and decode) the records from the state file.
 func BenchmarkStatusAPI1000FromStore(b *testing.B) {
-	store, err := state.Open(b.TempDir(), state.Options{})
-	if err != nil {
-		b.Fatal(err)
+	for _, s := range benchStacks {
+		b.Run(s.name, func(b *testing.B) {
+			store, err := state.Open(b.TempDir(), state.Options{Logger: slog.New(slog.DiscardHandler)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { _ = store.Close() })
+			for _, r := range bigStack(benchContainers, s.churn) {
+				if err := store.Put(r); err != nil {
+					b.Fatal(err)
+				}
+			}
+			benchGet(b, Funcs{RecordsFunc: store.List, SummaryFunc: devSummary}, PathStatus+"?since=1h")
+		})
 	}
-	b.Cleanup(func() { _ = store.Close() })
-	for _, r := range bigStack(benchContainers) {
-		if err := store.Put(r); err != nil {
-			b.Fatal(err)
-		}
-	}
-	benchGet(b, Funcs{RecordsFunc: store.List, SummaryFunc: devSummary}, PathStatus+"?since=1h")
 }
 
 func benchGet(b *testing.B, src Source, path string) {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"html/template"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 )
@@ -33,6 +34,9 @@ var dashboardTmpl = template.Must(template.New("dashboard").Funcs(template.FuncM
 	"ago":      ago,
 	"rowClass": rowClass,
 	"date":     func(t time.Time) string { return t.UTC().Format("2006-01-02") },
+	"glyph":    glyph,
+	"dayPct":   dayPct,
+	"renewIn":  renewIn,
 }).Parse(dashboardHTML))
 
 // contentSecurityPolicy allows exactly the page's own inline style and
@@ -49,18 +53,31 @@ func cspHash(s string) string {
 
 // page is what dashboard.html renders.
 type page struct {
-	Report    Report
-	Levels    []string // order of the count chips
-	Error     string
-	RefreshMS int64
-	Refresh   time.Duration
-	Style     template.CSS
-	Script    template.JS
+	Report       Report
+	Groups       []pageGroup      // services, problems first
+	NotReady     []readinessEntry // what production would refuse, the first notReadyShown
+	NotReadyMore int
+	Blocking     []codeCount     // the blocking codes, most containers first
+	Expiry       []ServiceStatus // soonest bundle expiry first
+	ExpiryScale  int             // days the expiry bars span
+	Levels       []string        // the four levels, strongest first
+	Counted      []string        // order of the count chips: Levels, and unknown when some are
+	Error        string
+	RefreshMS    int64
+	Refresh      time.Duration
+	Style        template.CSS
+	Script       template.JS
 }
+
+var levelNames = []string{"mtls", "tls", "plain", "down"}
+
+// notReadyShown bounds the readiness list: at a thousand containers the
+// table's filter finds the rest.
+const notReadyShown = 6
 
 func (h *handler) dashboard(w http.ResponseWriter, _ *http.Request) {
 	p := page{
-		Levels:    []string{"mtls", "tls", "plain", "down"},
+		Levels:    levelNames,
 		RefreshMS: h.refresh.Milliseconds(),
 		Refresh:   h.refresh,
 		Style:     template.CSS(dashboardCSS),
@@ -79,8 +96,13 @@ func (h *handler) dashboard(w http.ResponseWriter, _ *http.Request) {
 		rep = Build(nil, h.src.Summary(), now, q)
 	}
 	p.Report = rep
+	p.Groups = pageGroups(rep)
+	p.NotReady, p.NotReadyMore = notReady(rep, notReadyShown)
+	p.Blocking = blockingCodes(rep.Summary.Production)
+	p.Expiry, p.ExpiryScale = expiryOrder(rep.Services), expiryScale(rep.Services)
+	p.Counted = levelNames
 	if rep.Summary.Counts[LevelUnknown] > 0 {
-		p.Levels = append(p.Levels, LevelUnknown)
+		p.Counted = append(slices.Clip(p.Counted), LevelUnknown)
 	}
 	var buf bytes.Buffer
 	if err := dashboardTmpl.Execute(&buf, p); err != nil {
@@ -95,6 +117,22 @@ func (h *handler) dashboard(w http.ResponseWriter, _ *http.Request) {
 }
 
 // The helpers below have twins in dashboard.js; keep them in step.
+
+// glyph is the SVG path of an action's mark, centred on x = 0 above the
+// band: restart ▼, signal ●, relabel ◆, issue (or renew) ■.
+func glyph(kind string) string {
+	switch kind {
+	case "restart":
+		return "M-4.5 0h9L0 7.5z"
+	case "signal":
+		return "M-3.6 3.8a3.6 3.6 0 1 0 7.2 0a3.6 3.6 0 1 0-7.2 0z"
+	case "relabel":
+		return "M0 0L4.2 4L0 8L-4.2 4z"
+	case "issue":
+		return "M-3.4 0.5h6.8v6.8h-6.8z"
+	}
+	return "M-1.5 0h3v8h-3z"
+}
 
 func daysText(d *int) string {
 	if d == nil {
@@ -118,6 +156,14 @@ func daysTone(d *int) string {
 		return "warn"
 	}
 	return "ok"
+}
+
+// renewIn says when a renewal is due: "in 30 d", or "due" once past.
+func renewIn(t, now time.Time) string {
+	if d := daysLeft(t, now); *d >= 0 {
+		return fmt.Sprintf("in %d d", *d)
+	}
+	return "due"
 }
 
 func ago(t, now time.Time) string {

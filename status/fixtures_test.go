@@ -71,6 +71,7 @@ func record(service, container string, opts ...recOpt) state.Record {
 			NotAfter:     t0.Add(60 * 24 * time.Hour),
 			IssuedReason: "missing",
 			IssuedAt:     t0.Add(-30 * 24 * time.Hour),
+			RenewAt:      t0.Add(30 * 24 * time.Hour),
 		},
 		ObservedLevel: "mtls",
 		LevelSince:    t0.Add(-2 * time.Hour),
@@ -115,8 +116,16 @@ func drifted(below bool) recOpt {
 	return func(r *state.Record) { r.Level.Drift, r.Level.BelowFloor = true, below }
 }
 
+// bundleExpires sets when the bundle's leaves expire, renewal a month
+// before, and the served leaf to the bundle's.
 func bundleExpires(at time.Time) recOpt {
-	return func(r *state.Record) { r.Bundle.NotAfter = at }
+	return func(r *state.Record) {
+		r.Bundle.NotAfter, r.Level.ServedNotAfter = at, at
+		r.Bundle.RenewAt = time.Time{}
+		if !at.IsZero() {
+			r.Bundle.RenewAt = at.Add(-30 * 24 * time.Hour)
+		}
+	}
 }
 
 func probeFindings(pairs ...string) recOpt {
@@ -190,14 +199,14 @@ func demoStack() []state.Record {
 }
 
 // bigStack is n containers as a large stack in the middle of a rebuild:
-// services of one to eight replicas, every record holding as many
-// transitions and events as the state keeps, all within the last hour.
-// One service in nineteen is drifted, one in thirty-one below its floor,
-// one in twenty-three never probed. It feeds the benchmarks and the 1,000
-// container browser test.
-func bigStack(n int) []state.Record {
+// services of one to eight replicas. When churn says so for a service,
+// each of its records holds as many transitions and events as the state
+// keeps, all within the last hour. One service in nineteen is drifted, one
+// in thirty-one below its floor, one in twenty-three never probed. It feeds
+// the benchmarks (everything churns: the worst case) and the 1,000
+// container browser tests.
+func bigStack(n int, churn func(svc int) bool) []state.Record {
 	recs := make([]state.Record, 0, n)
-	levels := []string{"mtls", "down", "plain", "tls"}
 	for svc := 0; len(recs) < n; svc++ {
 		name := fmt.Sprintf("svc-%04d", svc)
 		for replica := 1; replica <= 1+svc%8 && len(recs) < n; replica++ {
@@ -213,15 +222,33 @@ func bigStack(n int) []state.Record {
 			case svc%23 == 7:
 				opts = append(opts, neverProbed())
 			}
+			if !churn(svc) {
+				recs = append(recs, record(name, fmt.Sprintf("crank-%s-%d", name, replica), opts...))
+				continue
+			}
 			opts = append(opts, func(r *state.Record) {
+				// Up at mtls, then down and back to where it is now, again
+				// and again: a restart loop.
 				step := time.Hour / time.Duration(state.MaxTransitions+1)
+				now := r.ObservedLevel
+				if now == "" {
+					now = "mtls"
+				}
+				from := "unknown"
 				for i := range state.MaxTransitions {
-					at := t0.Add(-time.Hour + time.Duration(i+1)*step)
-					r.AddTransition(state.Transition{At: at, From: levels[i%4], To: levels[(i+1)%4], Cause: "after restart"})
+					to := "down"
+					switch {
+					case i == 0:
+						to = "mtls"
+					case (state.MaxTransitions-1-i)%2 == 0: // the last is now
+						to = now
+					}
+					r.AddTransition(state.Transition{At: t0.Add(-time.Hour + time.Duration(i+1)*step), From: from, To: to, Cause: "after restart"})
+					from = to
 				}
 				step = time.Hour / time.Duration(state.MaxHistory+1)
 				for i := range state.MaxHistory {
-					r.AddEvent(state.Event{At: t0.Add(-time.Hour + time.Duration(i+1)*step), Action: []string{"restart", "signal", "issue", "relabel"}[i%4],
+					r.AddEvent(state.Event{At: t0.Add(-time.Hour + time.Duration(i+1)*step), Action: []string{"issue", "restart", "restart", "restart", "restart"}[i%5],
 						Result: "ok", Reason: "drift: observed plain < desired mtls; findings untrusted-server-cert"})
 				}
 			})
@@ -229,4 +256,77 @@ func bigStack(n int) []state.Record {
 		}
 	}
 	return recs
+}
+
+func always(int) bool { return true }
+
+// troubled is the services of bigStack that drift or fall below the floor.
+func troubled(svc int) bool { return svc%31 == 5 || svc%19 == 3 }
+
+// rebuildStory is a stack an hour into a rebuild during a CA rollover, as
+// the history screenshot shows it: replicas recreated, one flapping,
+// image-classifier drifted and degraded after its restarts and a failed
+// relabel, a renewal and its reload, and a legacy service that only
+// speaks plain. Pair it with rolloverSummary.
+func rebuildStory() []state.Record {
+	ev := func(m int, action, result, reason string) state.Event {
+		return state.Event{At: at(m), Action: action, Result: result, Reason: reason}
+	}
+	phaseReload := "CA rollover reload (phase overlap, once per phase)"
+	return []state.Record{
+		record("platform", "crank-platform-1", func(r *state.Record) {
+			r.Transitions = []state.Transition{tr(-300, "unknown", "mtls")}
+			r.History = []state.Event{ev(-24, "issue", "ok", "ca-changed"), ev(-23, "signal", "ok", phaseReload)}
+		}),
+		record("email-parser", "crank-email-parser-1", func(r *state.Record) {
+			r.Transitions = []state.Transition{tr(-35, "unknown", "plain"), tr(-34, "plain", "mtls"), tr(-12, "mtls", "down"), tr(-10, "down", "mtls")}
+			r.History = []state.Event{ev(-36, "issue", "ok", "missing"), ev(-22, "restart", "ok", phaseReload), ev(-12, "restart", "ok", "down for 30s")}
+		}),
+		record("email-parser", "crank-email-parser-2", func(r *state.Record) {
+			r.Transitions = []state.Transition{tr(-35, "unknown", "plain"), tr(-34, "plain", "mtls")}
+			r.History = []state.Event{ev(-36, "issue", "ok", "missing"), ev(-22, "restart", "ok", phaseReload)}
+		}),
+		record("email-parser", "crank-email-parser-3", func(r *state.Record) {
+			r.Transitions = []state.Transition{tr(-34, "unknown", "mtls"), tr(-21, "mtls", "down"), tr(-20, "down", "mtls")}
+			r.History = []state.Event{ev(-35, "issue", "ok", "missing"), ev(-21, "restart", "ok", phaseReload)}
+		}),
+		record("image-classifier", "crank-image-classifier-1", observed("plain"), drifted(false),
+			probeFindings("untrusted-server-cert", "served certificate is not signed by the controller's CA (self-signed: CN=image-classifier)"),
+			remediation(3, 3, "restart budget (3) spent; relabel failed; observed plain, desired mtls", "relabel", at(-3)),
+			func(r *state.Record) {
+				r.Level.LastPlan = "restart budget (3) spent"
+				r.LevelSince = at(-18)
+				r.Transitions = []state.Transition{tr(-50, "unknown", "mtls"), tr(-18, "mtls", "plain"), tr(-16, "plain", "down"), tr(-15, "down", "plain")}
+				r.History = []state.Event{ev(-51, "issue", "ok", "missing"), ev(-16, "restart", "ok", "drift: observed plain, desired mtls"),
+					ev(-12, "restart", "ok", "drift: observed plain, desired mtls"), ev(-7, "restart", "ok", "drift: observed plain, desired mtls"),
+					ev(-3, "relabel", "error", "restart budget spent: recreate with the observed level")}
+			}),
+		record("document-converter", "crank-document-converter-1", func(r *state.Record) {
+			r.Transitions = []state.Transition{tr(-400, "unknown", "mtls")}
+			r.Bundle.IssuedReason, r.Bundle.IssuedAt = "renew-due", at(-40)
+			r.Bundle.NotAfter, r.Level.ServedNotAfter = at(90*24*60-40), at(90*24*60-40)
+			r.Bundle.RenewAt = at(60 * 24 * 60)
+			r.History = []state.Event{ev(-40, "issue", "ok", "renew-due"), ev(-39, "signal", "ok", "served certificate is not the current tls.crt"),
+				ev(-24, "issue", "ok", "ca-changed"), ev(-23, "signal", "ok", phaseReload)}
+		}),
+		record("streaming", "crank-streaming-1", func(r *state.Record) {
+			r.Transitions = []state.Transition{tr(-200, "unknown", "mtls"), tr(-30, "mtls", "down"), tr(-26, "down", "mtls")}
+			r.History = []state.Event{ev(-30, "restart", "ok", "bundle newer than the process"), ev(-22, "restart", "ok", phaseReload)}
+			r.Bundle.NotAfter, r.Level.ServedNotAfter = at(12*24*60), at(12*24*60)
+			r.Bundle.RenewAt = at(-1 * 24 * 60)
+			r.Findings = []string{"renew-due"}
+		}),
+		record("legacy-reporter", "crank-legacy-reporter-1", desired("plain", "plain"), observed("plain"), func(r *state.Record) {
+			r.Transitions = []state.Transition{tr(-600, "unknown", "plain")}
+			r.Level.ServedFingerprint, r.Level.ServedNotAfter = "", time.Time{}
+		}),
+	}
+}
+
+// rolloverSummary is devSummary during a CA rollover's overlap, begun 25
+// minutes ago.
+func rolloverSummary() Summary {
+	s := devSummary()
+	s.CARollover = &Rollover{Phase: "overlap", Since: at(-25), Done: 6, Total: 8, WaitingFor: []string{"image-classifier", "legacy-reporter"}}
+	return s
 }

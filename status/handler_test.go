@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -153,18 +154,21 @@ func TestDashboardMarksDrift(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("status: got %d, want 200", resp.StatusCode)
 	}
-	rows := rowsOf(body)
-	for _, svc := range []string{"platform", "document-converter", "email-classifier", "email-parser", "image-classifier", "streaming"} {
-		if _, ok := rows[svc]; !ok {
-			t.Errorf("dashboard has no row for %s", svc)
-		}
+	groups := groupsOf(body)
+	var order []string
+	for _, g := range groups {
+		order = append(order, g.service)
 	}
-	img := rows["image-classifier"]
-	if !strings.Contains(img, `class="row drift degraded"`) || !strings.Contains(img, ">DRIFT<") || !strings.Contains(img, "DEGRADED") {
+	want := []string{"image-classifier", "email-classifier", "document-converter", "email-parser", "platform", "streaming"}
+	if !slices.Equal(order, want) {
+		t.Errorf("service order: got %v, want %v (drifted, then not ready for production, then findings, then by name)", order, want)
+	}
+	img := groups[0].html
+	if !strings.Contains(img, `class="group drift degraded not-ready"`) || !strings.Contains(img, ">DRIFT<") || !strings.Contains(img, ">DEGRADED<") {
 		t.Errorf("image-classifier row is not marked drifted and degraded:\n%s", img)
 	}
-	if strings.Contains(rows["platform"], "drift") {
-		t.Errorf("platform row is marked drifted:\n%s", rows["platform"])
+	if g := groups[4]; g.service != "platform" || !strings.Contains(g.html, `class="group"`) {
+		t.Errorf("platform row is marked:\n%s", g.html)
 	}
 	if !strings.Contains(body, `data-rendered="server"`) {
 		t.Errorf("table lacks data-rendered=\"server\"")
@@ -175,11 +179,113 @@ func TestDashboardMarksBelowFloor(t *testing.T) {
 	t.Parallel()
 	recs := []state.Record{record("platform", "p-1", observed("tls"), desired("mtls", "mtls"), drifted(true))}
 	_, body := get(t, newTestHandler(&fakeSource{recs: recs, sum: devSummary()}), "GET", "/")
-	if row := rowsOf(body)["platform"]; !strings.Contains(row, "below-floor") || !strings.Contains(row, "BELOW FLOOR") {
-		t.Errorf("row is not marked below floor:\n%s", row)
+	if g := groupsOf(body); len(g) != 1 || !strings.Contains(g[0].html, "below-floor") || !strings.Contains(g[0].html, "BELOW FLOOR") {
+		t.Errorf("row is not marked below floor:\n%v", g)
 	}
 	if !strings.Contains(body, "1 container(s) below their floor") {
 		t.Errorf("no below-floor alert in the header")
+	}
+}
+
+func TestDashboardShowsTheHour(t *testing.T) {
+	t.Parallel()
+	h := NewHandler(&fakeSource{recs: rebuildStory(), sum: rolloverSummary()}, WithClock(func() time.Time { return t0 }))
+	_, body := get(t, h, "GET", "/")
+	groups := map[string]string{}
+	for _, g := range groupsOf(body) {
+		groups[g.service] = g.html
+	}
+	tests := map[string]struct {
+		service string
+		// want are substrings of the service's row (with its containers'
+		// rows when it is expanded).
+		want []string
+	}{
+		"should draw the drifted service's hour as bands, with its restarts and the failed relabel": {
+			service: "image-classifier",
+			want: []string{`<rect class="band lvl-unknown" x="0.00%" width="16.67%"`, `<rect class="band lvl-mtls" x="16.67%" width="53.33%"`, `<rect class="band lvl-plain" x="70.00%"`,
+				`<rect class="band lvl-down"`, `class="mark act-restart res-ok" x="73.33%"`, `class="mark act-relabel res-error" x="95.00%"`,
+				`<title>11:57:00 relabel error: restart budget spent: recreate with the observed level</title>`},
+		},
+		"should draw a service's replicas as one band of the worst level, with their marks": {
+			service: "email-parser",
+			want: []string{`<rect class="band lvl-unknown" x="0.00%" width="41.67%"`, `<rect class="band lvl-down" x="65.00%" width="1.67%"`,
+				`<rect class="band lvl-down" x="80.00%" width="3.33%"`, `class="mark act-issue res-ok" x="40.00%"`, `<title>11:48:00 restart ok: down for 30s</title>`},
+		},
+		"should name a renewal as such": {
+			service: "document-converter",
+			want:    []string{`<title>11:20:00 renew ok: renew-due</title>`, `class="mark act-signal res-ok" x="35.00%"`},
+		},
+		"should mark the CA rollover phase's start on every timeline": {
+			service: "platform",
+			want:    []string{`<line class="ca-mark" x1="58.33%" x2="58.33%" y1="0" y2="24"><title>11:35:00 CA rollover: overlap</title></line>`},
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			for _, w := range tc.want {
+				if !strings.Contains(groups[tc.service], w) {
+					t.Errorf("%s lacks %s:\n%s", tc.service, w, groups[tc.service])
+				}
+			}
+		})
+	}
+	for _, w := range []string{`<span id="ready" class="ready bad"`, ">ready for production: 6/8<",
+		`<li data-service="image-classifier"><b>image-classifier</b>`, `<code>label-below-minimum</code>`,
+		`<dd data-k="rollover" class="tone-warn">overlap 6/8</dd>`} {
+		if !strings.Contains(body, w) {
+			t.Errorf("page lacks %s", w)
+		}
+	}
+}
+
+func TestDashboardExpiryView(t *testing.T) {
+	t.Parallel()
+	h := NewHandler(&fakeSource{recs: rebuildStory(), sum: rolloverSummary()}, WithClock(func() time.Time { return t0 }))
+	_, body := get(t, h, "GET", "/")
+	re := regexp.MustCompile(`(?s)<tr data-expiry="([^"]+)">.*?</tr>`)
+	var order []string
+	rows := map[string]string{}
+	for _, m := range re.FindAllStringSubmatch(body, -1) {
+		order = append(order, m[1])
+		rows[m[1]] = m[0]
+	}
+	want := []string{"streaming", "email-parser", "image-classifier", "legacy-reporter", "platform", "document-converter"}
+	if !slices.Equal(order, want) {
+		t.Errorf("expiry order: got %v, want %v (soonest first)", order, want)
+	}
+	for svc, subs := range map[string][]string{
+		"streaming":          {`<rect class="fill tone-warn" x="0" y="3" width="13.33%"`, `<line class="renew" x1="0.00%"`, "2026-03-13", "(12 d)"},
+		"document-converter": {`width="99.97%"`, `<line class="renew" x1="66.67%"`, "2026-05-30", "(89 d)"},
+	} {
+		for _, s := range subs {
+			if !strings.Contains(rows[svc], s) {
+				t.Errorf("%s expiry row lacks %s:\n%s", svc, s, rows[svc])
+			}
+		}
+	}
+	if !strings.Contains(body, `soonest: streaming, 12 d`) {
+		t.Errorf("expiry summary does not name the soonest")
+	}
+}
+
+func TestDashboardOpensAServiceWithAProblemAndSeveralContainers(t *testing.T) {
+	t.Parallel()
+	recs := []state.Record{
+		record("email-parser", "p-1"), record("email-parser", "p-2", observed("plain"), drifted(false)),
+		record("platform", "a-1"), record("platform", "a-2"),
+	}
+	_, body := get(t, newTestHandler(&fakeSource{recs: recs, sum: devSummary()}), "GET", "/")
+	rows := rowsOf(body)
+	if _, ok := rows["email-parser"]; !ok {
+		t.Errorf("email-parser's containers are not shown, want its group open")
+	}
+	if _, ok := rows["platform"]; ok {
+		t.Errorf("platform's containers are shown, want its healthy group closed")
+	}
+	if !strings.Contains(rows["email-parser"], `data-container="p-2"`) {
+		t.Errorf("the drifted replica is not listed first in its group:\n%s", rows["email-parser"])
 	}
 }
 
@@ -188,11 +294,14 @@ func TestDashboardMarksBelowFloor(t *testing.T) {
 func TestDashboardIsSelfContained(t *testing.T) {
 	t.Parallel()
 	resp, body := get(t, newTestHandler(&fakeSource{recs: demoStack(), sum: devSummary()}), "GET", "/")
+	// The SVG namespace is a name the script gives createElementNS, never
+	// fetched.
+	scan := strings.ReplaceAll(body, `"http://www.w3.org/2000/svg"`, `""`)
 	for _, bad := range []*regexp.Regexp{
 		regexp.MustCompile(`(?i)<(script|img|iframe)[^>]+src=`), regexp.MustCompile(`(?i)<link`),
 		regexp.MustCompile(`(?i)url\(`), regexp.MustCompile(`(?i)@import`), regexp.MustCompile(`https?://`),
 	} {
-		if m := bad.FindString(body); m != "" {
+		if m := bad.FindString(scan); m != "" {
 			t.Errorf("page loads an external asset: %q", m)
 		}
 	}
@@ -243,7 +352,21 @@ func TestNoEndpointServesPrivateKeys(t *testing.T) {
 	}
 }
 
-// rowsOf maps data-service to the markup of its first row.
+// group is a service's row, as the page lists it.
+type group struct{ service, html string }
+
+// groupsOf lists the services' rows in page order, each with the rows of
+// its containers when they are shown.
+func groupsOf(body string) []group {
+	var out []group
+	re := regexp.MustCompile(`(?s)<tr class="group[^"]*" data-group="([^"]+)".*?</tr>\s*((?:<tr class="row.*?</tr>\s*)*)`)
+	for _, m := range re.FindAllStringSubmatch(body, -1) {
+		out = append(out, group{service: m[1], html: m[0]})
+	}
+	return out
+}
+
+// rowsOf maps data-service to the markup of its first container's row.
 func rowsOf(body string) map[string]string {
 	rows := map[string]string{}
 	re := regexp.MustCompile(`(?s)<tr class="[^"]*" data-service="([^"]+)".*?</tr>`)
