@@ -330,18 +330,31 @@ func (a *Authority) write(root *os.Root, name string, data []byte, perm fs.FileM
 
 // remove deletes name if it exists and makes the removal durable.
 func (a *Authority) remove(root *os.Root, name string) error {
-	err := root.Remove(name)
+	removed, err := removeFileDurable(root, name)
+	if removed && err == nil {
+		a.step("remove " + name)
+	}
+	return err
+}
+
+// removeDurable is removeFileDurable for callers that need not know
+// whether the file was there.
+func removeDurable(root *os.Root, name string) error {
+	_, err := removeFileDurable(root, name)
+	return err
+}
+
+// removeFileDurable deletes name if it exists and makes the removal
+// durable (fsync of the directory); removed reports that it existed.
+func removeFileDurable(root *os.Root, name string) (removed bool, err error) {
+	err = root.Remove(name)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil
+		return false, nil
 	}
 	if err != nil {
-		return fmt.Errorf("removing %s: %w", name, err)
+		return false, fmt.Errorf("removing %s: %w", name, err)
 	}
-	if err := syncDir(root, "."); err != nil {
-		return err
-	}
-	a.step("remove " + name)
-	return nil
+	return true, syncDir(root, ".")
 }
 
 func (a *Authority) step(name string) {
@@ -410,7 +423,7 @@ func openAuthority(dir string, opts AuthorityOptions, now time.Time, afterStep f
 			return a.installImportLocked(root, st.createFromImport)
 		}
 		if st.removeImport {
-			if err := a.removeStagedImport(root); err != nil {
+			if err := removeStagedImport(root, a.remove); err != nil {
 				return err
 			}
 		}

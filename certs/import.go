@@ -43,13 +43,22 @@ func StageImport(dir string, ca *CA) error {
 	return nil
 }
 
-// StagedImport reads the CA staged by StageImport and checks it again
-// with CheckImport at opts.Now (time has passed since the CLI checked it).
-// fingerprint is the SHA-256 (hex) of the staged certificate, "" when the
-// certificate file is missing or does not parse. err wraps fs.ErrNotExist
-// when either file is missing, or is an *ImportError.
-func (a *Authority) StagedImport(opts ImportOptions) (fingerprint string, ca *CA, err error) {
-	err = a.withRoot(func(root *os.Root) error {
+// ReadStagedImport reads the CA that StageImport staged in dir and checks
+// it again with CheckImport at opts.Now (time has passed since the CLI
+// checked it). fingerprint is the SHA-256 (hex) of the staged certificate,
+// "" when the certificate file is missing or does not parse. err wraps
+// fs.ErrNotExist when either file is missing, or is an *ImportError.
+//
+// dir is where the CLI staged it, next to its request: the Authority's own
+// directory in a compose deployment, but not in swarm mode, where the
+// Authority works on a copy elsewhere.
+func ReadStagedImport(dir string, opts ImportOptions) (fingerprint string, ca *CA, err error) {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return "", nil, fmt.Errorf("reading the staged import: %w", err)
+	}
+	defer root.Close()
+	err = func() error {
 		certPEM, err := root.ReadFile(authImportCertFile)
 		if err != nil {
 			return fmt.Errorf("reading the staged import: %w", err)
@@ -63,11 +72,11 @@ func (a *Authority) StagedImport(opts ImportOptions) (fingerprint string, ca *CA
 		}
 		ca, err = CheckImport(ImportInput{CertPEM: certPEM, KeyPEM: keyPEM}, opts)
 		return err
-	})
+	}()
 	return fingerprint, ca, err
 }
 
-// AdoptSuccessor makes ca, an imported CA (StagedImport), the successor,
+// AdoptSuccessor makes ca, an imported CA (ReadStagedImport), the successor,
 // as CreateSuccessor does with a new one, then removes the staged files.
 // Order: ca-next.key, ca-next.crt, then ca-import.key and ca-import.crt
 // (only while they still hold ca: a newer import staged meanwhile stays).
@@ -101,7 +110,7 @@ func (a *Authority) AdoptSuccessor(ca *CA) error {
 				return err
 			}
 		}
-		return a.dropStagedIf(root, certFingerprint(ca.Cert))
+		return dropStagedIf(root, certFingerprint(ca.Cert), a.remove)
 	})
 	if err != nil {
 		return fmt.Errorf("adopting the imported CA in %s: %w", a.dir, err)
@@ -110,22 +119,28 @@ func (a *Authority) AdoptSuccessor(ca *CA) error {
 	return nil
 }
 
-// DropStagedImport removes the staged import, unless it holds a CA other
-// than the one whose fingerprint is given (an import staged since, which
-// its own request will bring). The rotator calls it for an import it
-// refused, so no refused key stays in the state dir.
-func (a *Authority) DropStagedImport(fingerprint string) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if err := a.withRoot(func(root *os.Root) error { return a.dropStagedIf(root, fingerprint) }); err != nil {
-		return fmt.Errorf("removing the staged import in %s: %w", a.dir, err)
+// DropStagedImport removes the import staged in dir, unless it holds a CA
+// other than the one whose fingerprint is given (an import staged since,
+// which its own request will bring). The rotator calls it for an import it
+// refused or adopted, so no staged key stays behind.
+func DropStagedImport(dir, fingerprint string) error {
+	root, err := os.OpenRoot(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("removing the staged import: %w", err)
+	}
+	defer root.Close()
+	if err := dropStagedIf(root, fingerprint, removeDurable); err != nil {
+		return fmt.Errorf("removing the staged import in %s: %w", dir, err)
 	}
 	return nil
 }
 
-// dropStagedIf removes the staged files unless the staged certificate
-// parses and has another fingerprint.
-func (a *Authority) dropStagedIf(root *os.Root, fingerprint string) error {
+// dropStagedIf removes the staged files with remove, unless the staged
+// certificate parses and has another fingerprint.
+func dropStagedIf(root *os.Root, fingerprint string, remove func(*os.Root, string) error) error {
 	data, err := root.ReadFile(authImportCertFile)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -136,16 +151,16 @@ func (a *Authority) dropStagedIf(root *os.Root, fingerprint string) error {
 			return nil
 		}
 	}
-	return a.removeStagedImport(root)
+	return removeStagedImport(root, remove)
 }
 
 // removeStagedImport removes ca-import.key, then ca-import.crt: a crash in
 // between leaves only the public half.
-func (a *Authority) removeStagedImport(root *os.Root) error {
-	if err := a.remove(root, authImportKeyFile); err != nil {
+func removeStagedImport(root *os.Root, remove func(*os.Root, string) error) error {
+	if err := remove(root, authImportKeyFile); err != nil {
 		return err
 	}
-	return a.remove(root, authImportCertFile)
+	return remove(root, authImportCertFile)
 }
 
 // installImportLocked makes a staged import the first CA, in the order of
@@ -166,7 +181,7 @@ func (a *Authority) installImportLocked(root *os.Root, ca *CA) error {
 	if err := a.write(root, authCertFile, ca.ChainPEM(), authCertPerm); err != nil {
 		return err
 	}
-	if err := a.removeStagedImport(root); err != nil {
+	if err := removeStagedImport(root, a.remove); err != nil {
 		return err
 	}
 	if err := a.remove(root, authCreatingFile); err != nil {

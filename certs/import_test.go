@@ -38,7 +38,7 @@ func TestAuthorityImportStepsLeaveALoadableState(t *testing.T) {
 	if err := StageImport(dir, second.importedCA(t)); err != nil {
 		t.Fatal(err)
 	}
-	_, next, err := a.StagedImport(ImportOptions{Now: t0})
+	_, next, err := ReadStagedImport(dir, ImportOptions{Now: t0})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +178,7 @@ func TestAuthorityRollsOverFromItsOwnCAToAnImportedIntermediate(t *testing.T) {
 	if err := StageImport(dir, corp.importedCA(t)); err != nil {
 		t.Fatal(err)
 	}
-	fp, imp, err := a.StagedImport(ImportOptions{Now: t0})
+	fp, imp, err := ReadStagedImport(dir, ImportOptions{Now: t0})
 	if err != nil || fp != certFingerprint(corp.inter.Cert) {
 		t.Fatalf("got staged import %q (%v), want the intermediate's fingerprint", fp, err)
 	}
@@ -272,21 +272,20 @@ func TestAuthorityRefusesToAdoptOverAnotherSuccessor(t *testing.T) {
 func TestDropStagedImportKeepsANewerImport(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	a, _, err := OpenAuthority(dir, AuthorityOptions{}, t0)
-	if err != nil {
+	if _, _, err := OpenAuthority(dir, AuthorityOptions{}, t0); err != nil {
 		t.Fatal(err)
 	}
 	refused, newer := newCorpPKI(t, "refused"), newCorpPKI(t, "newer")
 	if err := StageImport(dir, newer.importedCA(t)); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.DropStagedImport(certFingerprint(refused.inter.Cert)); err != nil {
+	if err := DropStagedImport(dir, certFingerprint(refused.inter.Cert)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "ca-import.key")); err != nil {
 		t.Errorf("got %v, want the newer staged import kept", err)
 	}
-	if err := a.DropStagedImport(certFingerprint(newer.inter.Cert)); err != nil {
+	if err := DropStagedImport(dir, certFingerprint(newer.inter.Cert)); err != nil {
 		t.Fatal(err)
 	}
 	if got := sortedKeys(stateDirContents(t, dir)); !slices.Equal(got, []string{"ca.crt", "ca.key"}) {
@@ -294,14 +293,10 @@ func TestDropStagedImportKeepsANewerImport(t *testing.T) {
 	}
 }
 
-func TestStagedImportChecksAgain(t *testing.T) {
+func TestReadStagedImportChecksAgain(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	a, _, err := OpenAuthority(dir, AuthorityOptions{}, t0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := a.StagedImport(ImportOptions{Now: t0}); !errors.Is(err, fs.ErrNotExist) {
+	if _, _, err := ReadStagedImport(dir, ImportOptions{Now: t0}); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("got %v without a staged import, want fs.ErrNotExist", err)
 	}
 	corp := newCorpPKI(t, "corp")
@@ -309,7 +304,7 @@ func TestStagedImportChecksAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	late := corp.inter.Cert.NotAfter.Add(-time.Hour)
-	fp, _, err := a.StagedImport(ImportOptions{Now: late})
+	fp, _, err := ReadStagedImport(dir, ImportOptions{Now: late})
 	if ImportReasonOf(err) != ImportExpiresSoon || fp != certFingerprint(corp.inter.Cert) {
 		t.Errorf("got %q, %v, want the fingerprint and expires-within-leaf-lifetime", fp, err)
 	}

@@ -174,6 +174,32 @@ func TestRotatorRollsOverBetweenImportedIntermediatesOfOneRoot(t *testing.T) {
 	}
 }
 
+// In swarm mode the Authority works on a copy of the CA outside the state
+// dir, where the CLI stages an import next to its request.
+func TestRotatorAdoptsAnImportStagedOutsideTheAuthoritysDir(t *testing.T) {
+	t.Parallel()
+	s := newStack(t)
+	stateDir := t.TempDir()
+	s.rot.StateDir = stateDir
+	imported, _ := corpCA(t, "corp", s.now)
+	if err := RequestImport(stateDir, imported, s.now); err != nil {
+		t.Fatal(err)
+	}
+	s.step()
+	if m := s.meta(); m.Phase != PhaseOverlap || !s.a.Successor().Cert.Equal(imported.Cert) {
+		t.Fatalf("got phase %s, want the import adopted as the successor:\n%s", m.Phase, s.logs.dump())
+	}
+	entries, err := os.ReadDir(stateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.Name() != StatusFile {
+			t.Errorf("got %s left in the state dir, want only the status file", e.Name())
+		}
+	}
+}
+
 func TestRotatorKeepsAnImportWaitingWhileARolloverRuns(t *testing.T) {
 	t.Parallel()
 	s := newStack(t)

@@ -22,6 +22,11 @@ import (
 func (r *Rotator) importRequest(req Request, phase Phase, now time.Time) (ready *certs.CA, done bool, err error) {
 	a := r.Authority
 	if req.Import == fingerprint(a.Active().Cert) || (a.Successor() != nil && req.Import == fingerprint(a.Successor().Cert)) {
+		// Adopted before a crash (or installed at the first start): what
+		// may be left of the staged files goes too.
+		if err := certs.DropStagedImport(r.StateDir, req.Import); err != nil {
+			return nil, false, err
+		}
 		r.noteImport(ImportStatus{Fingerprint: req.Import, State: ImportAdopted, At: now,
 			Message: "the imported CA is in use; request consumed"})
 		return nil, true, nil
@@ -31,7 +36,9 @@ func (r *Rotator) importRequest(req Request, phase Phase, now time.Time) (ready 
 			Message: "waits for the rollover in progress (phase " + string(phase) + ") to finish"})
 		return nil, false, nil
 	}
-	staged, ca, err := a.StagedImport(certs.ImportOptions{Now: now, LeafLifetime: r.Issue.Lifetime, TrustDomain: r.ProberIdentity.TrustDomain})
+	// Staged next to the request, which is not where the Authority keeps
+	// its files in swarm mode.
+	staged, ca, err := certs.ReadStagedImport(r.StateDir, certs.ImportOptions{Now: now, LeafLifetime: r.Issue.Lifetime, TrustDomain: r.ProberIdentity.TrustDomain})
 	reason := certs.ImportReasonOf(err)
 	switch {
 	case staged != "" && staged != req.Import:
@@ -45,7 +52,7 @@ func (r *Rotator) importRequest(req Request, phase Phase, now time.Time) (ready 
 	}
 	r.logger().Error(fmt.Sprintf("CA import refused (%s): %v; nothing changed, and the staged files are removed: check the material and run `controller ca import` again",
 		reason, err), keyCA, req.Import, keyReason, string(reason))
-	if err := a.DropStagedImport(req.Import); err != nil {
+	if err := certs.DropStagedImport(r.StateDir, req.Import); err != nil {
 		return nil, false, err
 	}
 	r.noteImport(ImportStatus{Fingerprint: req.Import, State: ImportRefused, Reason: string(reason), Message: err.Error(), At: now})

@@ -283,6 +283,9 @@ func (r *Rotator) act(meta Meta, d Decision, imported *certs.CA, now time.Time) 
 			return meta, fmt.Errorf("CA rollover: %w", err)
 		}
 		fp := fingerprint(imported.Cert)
+		if err := certs.DropStagedImport(r.StateDir, fp); err != nil {
+			return meta, fmt.Errorf("CA rollover: %w", err)
+		}
 		r.noteImport(ImportStatus{Fingerprint: fp, State: ImportAdopted, At: now, Message: "adopted as the successor"})
 		log.Info(fmt.Sprintf("CA rollover: idle -> overlap (%s: %s): adopted the imported CA %q (trust anchor %q) as the successor; every trust bundle now holds the old and the new anchor, services restart one at a time, and the prober presents a certificate of the new CA to prove each reloaded",
 			d.Trigger, d.Reason, imported.Cert.Subject.CommonName, imported.Anchor().Subject.CommonName),

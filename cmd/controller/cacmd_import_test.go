@@ -218,7 +218,7 @@ func TestCAImportNextToARunningController(t *testing.T) {
 			t.Parallel()
 			inter, root := corpIntermediate(t)
 			files := writeOperatorFiles(t, inter, inter.ChainPEM(), inter.KeyPEM, nil) // a full-chain file, no --chain
-			dir, a := runningState(t)
+			dir, _ := runningState(t)
 			before := checksums(t, dir)
 			keyFlag := strings.Replace(cmd[1], "cert", "key", 1)
 			code, out, errOut := runCAForTest(t, nil, append([]string{cmd[0], "--state-dir", dir}, files.args(cmd[1], keyFlag)...)...)
@@ -244,7 +244,7 @@ func TestCAImportNextToARunningController(t *testing.T) {
 			if want := []string{"/ca-import.crt", "/ca-import.key", "/" + rotation.RequestFile}; !slices.Equal(added, want) {
 				t.Errorf("got new files %v, want %v", added, want)
 			}
-			fp, staged, err := a.StagedImport(certs.ImportOptions{Now: caNow})
+			fp, staged, err := certs.ReadStagedImport(dir, certs.ImportOptions{Now: caNow})
 			if err != nil || fp != probe.Fingerprint(inter.Cert) || !staged.Anchor().Equal(root.Cert) {
 				t.Errorf("got staged %q (%v), want the intermediate under its root, ready for the rotator", fp, err)
 			}
