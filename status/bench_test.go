@@ -13,7 +13,8 @@ import (
 
 // The status API at 1,000 containers must answer within 100 ms. These
 // benchmarks build the report (and encode it, as the handler does) and
-// report the response size, for two stacks of bigStack: "churning", where
+// report the response size and the CPU used per operation (GC included),
+// for two stacks of bigStack: "churning", where
 // every container holds a full hour of transitions and actions (as many as
 // the state keeps: the worst case), and "rebuild", where only the troubled
 // services do. Run them with
@@ -31,6 +32,7 @@ func BenchmarkBuild1000(b *testing.B) {
 	for _, s := range benchStacks {
 		b.Run(s.name, func(b *testing.B) {
 			recs := bigStack(benchContainers, s.churn)
+			defer reportCPU(b)()
 			for b.Loop() {
 				Build(recs, devSummary(), t0, Query{})
 			}
@@ -43,6 +45,7 @@ func BenchmarkBuildAndEncode1000(b *testing.B) {
 		b.Run(s.name, func(b *testing.B) {
 			recs := bigStack(benchContainers, s.churn)
 			var size int
+			defer reportCPU(b)()
 			for b.Loop() {
 				cw := &countingWriter{}
 				if err := json.NewEncoder(cw).Encode(Build(recs, devSummary(), t0, Query{})); err != nil {
@@ -90,6 +93,7 @@ func BenchmarkStatusAPI1000FromStore(b *testing.B) {
 func benchGet(b *testing.B, src Source, path string) {
 	h := NewHandler(src, WithClock(func() time.Time { return t0 }))
 	var size int
+	defer reportCPU(b)()
 	for b.Loop() {
 		w := httptest.NewRecorder()
 		h.ServeHTTP(w, httptest.NewRequest("GET", path, nil))
@@ -99,6 +103,15 @@ func benchGet(b *testing.B, src Source, path string) {
 		size = w.Body.Len()
 	}
 	b.ReportMetric(float64(size), "bytes/response")
+}
+
+// reportCPU starts counting CPU; the func it returns reports it per
+// operation as cpu-ms/op.
+func reportCPU(b *testing.B) func() {
+	start := cpuTime()
+	return func() {
+		b.ReportMetric(float64(cpuTime()-start)/float64(time.Millisecond)/float64(b.N), "cpu-ms/op")
+	}
 }
 
 type countingWriter struct{ n int }
