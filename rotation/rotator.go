@@ -155,14 +155,12 @@ func (r *Rotator) Status() Status {
 // concurrently with Status, not with itself.
 func (r *Rotator) Step(ctx context.Context) error {
 	now := r.now()
-	log := r.logger()
 	meta, err := r.loadMeta()
 	if err != nil {
 		return err
 	}
 	facts := caFacts(r.Authority)
-	meta, err = r.reconcileFiles(meta, facts, now)
-	if err != nil {
+	if meta, err = r.reconcileFiles(meta, facts, now); err != nil {
 		return err
 	}
 	r.warnExpiry(meta, facts, now)
@@ -171,22 +169,9 @@ func (r *Rotator) Step(ctx context.Context) error {
 			return err
 		}
 	}
-	req, requested, err := readRequest(r.StateDir)
+	rq, err := r.readRequests(meta, now)
 	if err != nil {
 		return err
-	}
-	var imported *certs.CA
-	if requested && req.Import != "" {
-		var done bool
-		if imported, done, err = r.importRequest(req, meta.Phase, now); err != nil {
-			return err
-		}
-		if done {
-			if err := removeRequest(r.StateDir); err != nil {
-				return err
-			}
-			requested = false
-		}
 	}
 	var members []Member
 	// An expired CA is recovered whatever Docker says: gathering (which
@@ -196,34 +181,110 @@ func (r *Rotator) Step(ctx context.Context) error {
 			return err
 		}
 	}
-	d := Decide(Inputs{Now: now, Meta: meta, CA: facts, Requested: requested && req.Import == "", ImportReady: imported != nil,
+	d := Decide(Inputs{Now: now, Meta: meta, CA: facts, Requested: rq.requested && rq.req.Import == "", ImportReady: rq.imported != nil,
 		Fraction: r.Fraction, Timeout: r.Timeout, CredsSince: r.credsSince(meta.Phase), Members: members})
-
-	if d.Action == ActionNone {
-		meta, d.Progress = r.noteProgress(meta, d.Progress, now)
-		r.report(meta, d.Progress, now)
-	} else {
-		if meta, err = r.take(meta, d, imported, now); err != nil {
-			return err
-		}
-		d.Progress = Progress{} // of the phase just left
-		facts = caFacts(r.Authority)
+	if meta, facts, err = r.apply(meta, facts, &d, rq.imported, now); err != nil {
+		return err
 	}
 	if err := r.saveMeta(meta); err != nil {
 		return err
 	}
-	if requested && consumes(req, d.Action, meta.Phase) {
-		// Only now that the rollover it asked for is durable (or one is
-		// already running) is the request consumed.
-		if d.Action != ActionCreateSuccessor && d.Action != ActionAdoptSuccessor {
-			log.Info("CA rotate request consumed: a rollover is already in progress", keyPhase, string(meta.Phase))
-		}
-		if err := removeRequest(r.StateDir); err != nil {
-			return err
-		}
-		requested = false
+	if err := r.consumeRequest(&rq, d, meta); err != nil {
+		return err
 	}
-	r.publish(meta, facts, d, requested, now)
+	r.publish(meta, facts, d, rq.requested, now)
+	return nil
+}
+
+// createSuccessor starts a rollover to a CA the controller generates.
+func (r *Rotator) createSuccessor(meta Meta, d Decision, now time.Time) (Meta, error) {
+	a := r.Authority
+	next, err := a.CreateSuccessor(now)
+	if err != nil && !errors.Is(err, certs.ErrSuccessorExists) {
+		return meta, fmt.Errorf("CA rollover: %w", err)
+	}
+	if next == nil {
+		next = a.Successor()
+	}
+	fp := fingerprint(next.Cert)
+	r.logger().Info(fmt.Sprintf("CA rollover: idle -> overlap (%s: %s): created successor CA %q; every trust bundle now holds the old and the new CA, services restart one at a time, and the prober presents a certificate of the new CA to prove each reloaded",
+		d.Trigger, d.Reason, next.Cert.Subject.CommonName),
+		keyPhase, string(PhaseOverlap), keyFrom, string(meta.Phase), keyTrigger, d.Trigger, keyCA, fp)
+	return Meta{Phase: PhaseOverlap, Trigger: d.Trigger, StartedAt: now, PhaseSince: now, Successor: fp, LastTransitionAt: now}, nil
+}
+
+// adoptSuccessor starts a rollover to an operator's imported CA.
+func (r *Rotator) adoptSuccessor(meta Meta, d Decision, imported *certs.CA, now time.Time) (Meta, error) {
+	if err := r.Authority.AdoptSuccessor(imported); err != nil {
+		return meta, fmt.Errorf("CA rollover: %w", err)
+	}
+	fp := fingerprint(imported.Cert)
+	if err := certs.DropStagedImport(r.StateDir, fp); err != nil {
+		return meta, fmt.Errorf("CA rollover: %w", err)
+	}
+	r.noteImport(ImportStatus{Fingerprint: fp, State: ImportAdopted, At: now, Message: "adopted as the successor"})
+	r.logger().Info(fmt.Sprintf("CA rollover: idle -> overlap (%s: %s): adopted the imported CA %q (trust anchor %q) as the successor; every trust bundle now holds the old and the new anchor, services restart one at a time, and the prober presents a certificate of the new CA to prove each reloaded",
+		d.Trigger, d.Reason, imported.Cert.Subject.CommonName, imported.Anchor().Subject.CommonName),
+		keyPhase, string(PhaseOverlap), keyFrom, string(meta.Phase), keyTrigger, d.Trigger, keyCA, fp)
+	return Meta{Phase: PhaseOverlap, Trigger: d.Trigger, StartedAt: now, PhaseSince: now, Successor: fp, LastTransitionAt: now}, nil
+}
+
+// requests are the rollover requests a step found in the state dir.
+type requests struct {
+	req       Request
+	requested bool
+	imported  *certs.CA // a staged import, checked and ready to adopt
+}
+
+// readRequests reads a pending rotate request and, when it names an
+// import, checks the staged CA; an import refused or already in place
+// consumes its request at once.
+func (r *Rotator) readRequests(meta Meta, now time.Time) (requests, error) {
+	var rq requests
+	var err error
+	if rq.req, rq.requested, err = readRequest(r.StateDir); err != nil || !rq.requested || rq.req.Import == "" {
+		return rq, err
+	}
+	var done bool
+	if rq.imported, done, err = r.importRequest(rq.req, meta.Phase, now); err != nil || !done {
+		return rq, err
+	}
+	if err := removeRequest(r.StateDir); err != nil {
+		return rq, err
+	}
+	rq.requested = false
+	return rq, nil
+}
+
+// apply carries out d: progress is noted when nothing is to be done, else
+// the phase changes and the CA facts are read again.
+func (r *Rotator) apply(meta Meta, facts CAFacts, d *Decision, imported *certs.CA, now time.Time) (Meta, CAFacts, error) {
+	if d.Action == ActionNone {
+		meta, d.Progress = r.noteProgress(meta, d.Progress, now)
+		r.report(meta, d.Progress, now)
+		return meta, facts, nil
+	}
+	meta, err := r.take(meta, *d, imported, now)
+	if err != nil {
+		return meta, facts, err
+	}
+	d.Progress = Progress{} // of the phase just left
+	return meta, caFacts(r.Authority), nil
+}
+
+// consumeRequest removes a rotate request once the rollover it asked for
+// is durable (or one is already running), and only then.
+func (r *Rotator) consumeRequest(rq *requests, d Decision, meta Meta) error {
+	if !rq.requested || !consumes(rq.req, d.Action, meta.Phase) {
+		return nil
+	}
+	if d.Action != ActionCreateSuccessor && d.Action != ActionAdoptSuccessor {
+		r.logger().Info("CA rotate request consumed: a rollover is already in progress", keyPhase, string(meta.Phase))
+	}
+	if err := removeRequest(r.StateDir); err != nil {
+		return err
+	}
+	rq.requested = false
 	return nil
 }
 
@@ -266,31 +327,9 @@ func (r *Rotator) act(meta Meta, d Decision, imported *certs.CA, now time.Time) 
 		next.Trigger, next.StartedAt, next.LastTransitionAt = TriggerExpired, now, now
 		return next, nil
 	case ActionCreateSuccessor:
-		next, err := a.CreateSuccessor(now)
-		if err != nil && !errors.Is(err, certs.ErrSuccessorExists) {
-			return meta, fmt.Errorf("CA rollover: %w", err)
-		}
-		if next == nil {
-			next = a.Successor()
-		}
-		fp := fingerprint(next.Cert)
-		log.Info(fmt.Sprintf("CA rollover: idle -> overlap (%s: %s): created successor CA %q; every trust bundle now holds the old and the new CA, services restart one at a time, and the prober presents a certificate of the new CA to prove each reloaded",
-			d.Trigger, d.Reason, next.Cert.Subject.CommonName),
-			keyPhase, string(PhaseOverlap), keyFrom, string(from), keyTrigger, d.Trigger, keyCA, fp)
-		return Meta{Phase: PhaseOverlap, Trigger: d.Trigger, StartedAt: now, PhaseSince: now, Successor: fp, LastTransitionAt: now}, nil
+		return r.createSuccessor(meta, d, now)
 	case ActionAdoptSuccessor:
-		if err := a.AdoptSuccessor(imported); err != nil {
-			return meta, fmt.Errorf("CA rollover: %w", err)
-		}
-		fp := fingerprint(imported.Cert)
-		if err := certs.DropStagedImport(r.StateDir, fp); err != nil {
-			return meta, fmt.Errorf("CA rollover: %w", err)
-		}
-		r.noteImport(ImportStatus{Fingerprint: fp, State: ImportAdopted, At: now, Message: "adopted as the successor"})
-		log.Info(fmt.Sprintf("CA rollover: idle -> overlap (%s: %s): adopted the imported CA %q (trust anchor %q) as the successor; every trust bundle now holds the old and the new anchor, services restart one at a time, and the prober presents a certificate of the new CA to prove each reloaded",
-			d.Trigger, d.Reason, imported.Cert.Subject.CommonName, imported.Anchor().Subject.CommonName),
-			keyPhase, string(PhaseOverlap), keyFrom, string(from), keyTrigger, d.Trigger, keyCA, fp)
-		return Meta{Phase: PhaseOverlap, Trigger: d.Trigger, StartedAt: now, PhaseSince: now, Successor: fp, LastTransitionAt: now}, nil
+		return r.adoptSuccessor(meta, d, imported, now)
 	case ActionPromote:
 		if err := a.Promote(); err != nil {
 			return meta, fmt.Errorf("CA rollover: %w", err)
