@@ -389,6 +389,39 @@ func OpenAuthority(dir string, opts AuthorityOptions, now time.Time) (a *Authori
 
 // openAuthority is OpenAuthority with a test hook called after every
 // durable step (see Authority.afterStep).
+// applyPlanLocked carries out the repair plan st that resolveAuthorityFiles
+// made of the files on disk: a creation (fresh, from a key left by an
+// interrupted one, or from a staged import), or the clean-up of files a
+// crash left and the end of a promotion. It reports whether a CA was
+// created.
+func (a *Authority) applyPlanLocked(root *os.Root, st authorityState, now time.Time) (bool, error) {
+	a.active, a.successor, a.retiring, a.pendingPromote = st.active, st.successor, st.retiring, st.pendingPromote
+	switch {
+	case st.create:
+		return true, a.createLocked(root, now)
+	case st.createFromKey != nil:
+		return true, a.finishCreateLocked(root, st.createFromKey, now)
+	case st.createFromImport != nil:
+		return true, a.installImportLocked(root, st.createFromImport)
+	}
+	if st.removeImport {
+		if err := removeStagedImport(root, a.remove); err != nil {
+			return false, err
+		}
+	}
+	if st.removeNext {
+		if err := a.remove(root, authNextKeyFile); err != nil {
+			return false, err
+		}
+	}
+	if st.removeMarker {
+		if err := a.remove(root, authCreatingFile); err != nil {
+			return false, err
+		}
+	}
+	return false, a.completePromoteLocked(root)
+}
+
 func openAuthority(dir string, opts AuthorityOptions, now time.Time, afterStep func(string)) (a *Authority, created bool, err error) {
 	opts, err = opts.withDefaults()
 	if err != nil {
@@ -410,34 +443,8 @@ func openAuthority(dir string, opts AuthorityOptions, now time.Time, afterStep f
 		if err != nil {
 			return err
 		}
-		a.active, a.successor, a.retiring, a.pendingPromote = st.active, st.successor, st.retiring, st.pendingPromote
-		switch {
-		case st.create:
-			created = true
-			return a.createLocked(root, now)
-		case st.createFromKey != nil:
-			created = true
-			return a.finishCreateLocked(root, st.createFromKey, now)
-		case st.createFromImport != nil:
-			created = true
-			return a.installImportLocked(root, st.createFromImport)
-		}
-		if st.removeImport {
-			if err := removeStagedImport(root, a.remove); err != nil {
-				return err
-			}
-		}
-		if st.removeNext {
-			if err := a.remove(root, authNextKeyFile); err != nil {
-				return err
-			}
-		}
-		if st.removeMarker {
-			if err := a.remove(root, authCreatingFile); err != nil {
-				return err
-			}
-		}
-		return a.completePromoteLocked(root)
+		created, err = a.applyPlanLocked(root, st, now)
+		return err
 	})
 	if err != nil {
 		return nil, false, fmt.Errorf("opening CA in %s: %w", dir, err)
