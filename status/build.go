@@ -104,8 +104,7 @@ func ForService(rep Report, service string) (sr ServiceReport, found bool) {
 }
 
 func containerStatus(r state.Record, v view) ContainerStatus {
-	now := v.now
-	lv, rm := r.Level, r.Remediation
+	lv := r.Level
 	observed := r.ObservedLevel
 	if observed == "" {
 		observed = LevelUnknown
@@ -122,41 +121,59 @@ func containerStatus(r state.Record, v view) ContainerStatus {
 		Drift:         lv.Drift,
 		BelowFloor:    lv.BelowFloor,
 		Findings:      findings(r),
-		Bundle: BundleStatus{
-			ServerSerial: r.Bundle.ServerSerial,
-			ClientSerial: r.Bundle.ClientSerial,
-			NotAfter:     utc(r.Bundle.NotAfter),
-			DaysLeft:     daysLeft(r.Bundle.NotAfter, now),
-			Generation:   r.Bundle.Generation,
-			WrittenAt:    utc(r.Bundle.WrittenAt),
-			IssuedReason: r.Bundle.IssuedReason,
-			IssuedAt:     utc(r.Bundle.IssuedAt),
-			RenewAt:      utc(r.Bundle.RenewAt),
-		},
-		Served: ServedStatus{Fingerprint: lv.ServedFingerprint, NotAfter: utc(lv.ServedNotAfter)},
+		Bundle:        bundleStatus(r.Bundle, v.now),
+		Served:        ServedStatus{Fingerprint: lv.ServedFingerprint, NotAfter: utc(lv.ServedNotAfter)},
 		Probe: ProbeStatus{
 			LastAt:     utc(lv.LastProbeAt),
 			DurationMS: float64(lv.ProbeDuration.Microseconds()) / 1000,
 			Plan:       redact(lv.LastPlan),
 			PlanCode:   lv.LastPlanCode,
 		},
-		Remediation: RemediationStatus{
-			Attempts:     rm.Attempts,
-			Budget:       lv.Budget,
-			BudgetLeft:   max(lv.Budget-rm.Attempts, 0),
-			NextActionAt: utc(rm.NextActionAt),
-			Degraded:     redact(rm.Degraded),
-			LastAction:   rm.LastAction,
-			LastActionAt: utc(rm.LastActionAt),
-			OnDrift:      lv.OnDrift,
-		},
+		Remediation:        remediationStatus(r),
 		NeedsRestart:       r.NeedsRestart,
 		NeedsRestartReason: redact(r.NeedsRestartReason),
 		Production: JudgeProduction(ReadinessInput{Observed: observed, Desired: lv.Desired, Minimum: v.minimum,
 			IdentityRefused: r.Identity.Refused, ProbeFindings: lv.ProbeFindings}),
-		Timeline:  levelTimeline(r.Transitions, r.ObservedLevel, v.since, now),
+		Timeline:  levelTimeline(r.Transitions, r.ObservedLevel, v.since, v.now),
 		UpdatedAt: utc(r.UpdatedAt),
 	}
+	addRecent(&c, r, v)
+	return c
+}
+
+func bundleStatus(b state.BundleRecord, now time.Time) BundleStatus {
+	return BundleStatus{
+		ServerSerial:       b.ServerSerial,
+		ClientSerial:       b.ClientSerial,
+		NotAfter:           utc(b.NotAfter),
+		DaysLeft:           daysLeft(b.NotAfter, now),
+		Generation:         b.Generation,
+		WrittenAt:          utc(b.WrittenAt),
+		IssuedReason:       b.IssuedReason,
+		IssuedAt:           utc(b.IssuedAt),
+		RenewAt:            utc(b.RenewAt),
+		EventToBundleMS:    float64(b.EventToBundle.Microseconds()) / 1000,
+		ReceivedToBundleMS: float64(b.ReceivedToBundle.Microseconds()) / 1000,
+	}
+}
+
+func remediationStatus(r state.Record) RemediationStatus {
+	lv, rm := r.Level, r.Remediation
+	return RemediationStatus{
+		Attempts:     rm.Attempts,
+		Budget:       lv.Budget,
+		BudgetLeft:   max(lv.Budget-rm.Attempts, 0),
+		NextActionAt: utc(rm.NextActionAt),
+		Degraded:     redact(rm.Degraded),
+		LastAction:   rm.LastAction,
+		LastActionAt: utc(rm.LastActionAt),
+		OnDrift:      lv.OnDrift,
+	}
+}
+
+// addRecent fills c's transitions and history within the view, and puts
+// its timeline in UTC.
+func addRecent(c *ContainerStatus, r state.Record, v view) {
 	ts := sinceEntries(r.Transitions, func(t state.Transition) time.Time { return t.At }, v.filter, v.recent)
 	c.Transitions = make([]TransitionEntry, 0, len(ts))
 	for _, t := range ts {
@@ -170,7 +187,6 @@ func containerStatus(r state.Record, v view) ContainerStatus {
 	for i := range c.Timeline {
 		c.Timeline[i].From, c.Timeline[i].To = c.Timeline[i].From.UTC(), c.Timeline[i].To.UTC()
 	}
-	return c
 }
 
 // findings lists the probe's findings with their messages, then the bundle

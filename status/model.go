@@ -224,6 +224,11 @@ type BundleStatus struct {
 	IssuedReason string    `json:"issued_reason,omitempty"`
 	IssuedAt     time.Time `json:"issued_at,omitzero"` // last issuance or renewal
 	RenewAt      time.Time `json:"renew_at,omitzero"`  // next scheduled renewal
+	// EventToBundleMS and ReceivedToBundleMS: for a new container, its
+	// create event to its first bundle on disk, from the engine's event
+	// time (its delay included) and from when the controller received it.
+	EventToBundleMS    float64 `json:"event_to_bundle_ms,omitempty"`
+	ReceivedToBundleMS float64 `json:"received_to_bundle_ms,omitempty"`
 }
 
 // ServedStatus is the certificate the container actually served.
