@@ -62,26 +62,9 @@ func runStatus(args []string, stdout, stderr io.Writer, getenv func(string) stri
 		fmt.Fprintf(stderr, "controller status: %v\n", err)
 		return statusUsage
 	}
-	client, err := statusClient(opts)
+	body, doc, err := loadStatus(opts)
 	if err != nil {
 		fmt.Fprintf(stderr, "controller status: %v\n", err)
-		return statusUsage
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), opts.timeout)
-	defer cancel()
-	body, err := fetchStatus(ctx, client, opts)
-	if err != nil {
-		fmt.Fprintf(stderr, "controller status: %v\n", err)
-		return statusUsage
-	}
-	var doc statusDoc
-	if err := json.Unmarshal(body, &doc); err != nil {
-		fmt.Fprintf(stderr, "controller status: decoding the answer of %s: %v\n", opts.url, err)
-		return statusUsage
-	}
-	if doc.APIVersion != status.APIVersion {
-		fmt.Fprintf(stderr, "controller status: the controller speaks api_version %q, this CLI %q: use the CLI of the same release\n",
-			doc.APIVersion, status.APIVersion)
 		return statusUsage
 	}
 	verdict := doc.production()
@@ -106,6 +89,36 @@ func runStatus(args []string, stdout, stderr io.Writer, getenv func(string) stri
 	if opts.as == asProduction {
 		return readinessExit(stderr, doc)
 	}
+	return belowFloorExit(stderr, doc)
+}
+
+// loadStatus fetches the status API and decodes it, refusing an API
+// version this CLI does not speak.
+func loadStatus(opts statusOptions) ([]byte, statusDoc, error) {
+	var doc statusDoc
+	client, err := statusClient(opts)
+	if err != nil {
+		return nil, doc, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), opts.timeout)
+	defer cancel()
+	body, err := fetchStatus(ctx, client, opts)
+	if err != nil {
+		return nil, doc, err
+	}
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return nil, doc, fmt.Errorf("decoding the answer of %s: %w", opts.url, err)
+	}
+	if doc.APIVersion != status.APIVersion {
+		return nil, doc, fmt.Errorf("the controller speaks api_version %q, this CLI %q: use the CLI of the same release",
+			doc.APIVersion, status.APIVersion)
+	}
+	return body, doc, nil
+}
+
+// belowFloorExit names every container below its floor on stderr and
+// returns the exit code: statusBelowFloor if there is one.
+func belowFloorExit(stderr io.Writer, doc statusDoc) int {
 	below := 0
 	for _, c := range doc.Containers {
 		if c.BelowFloor {
