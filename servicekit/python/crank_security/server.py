@@ -23,10 +23,13 @@ configures and runs) and to the ``crank_security`` logger.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import signal
 import socket
 import ssl
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import uvicorn
@@ -194,12 +197,38 @@ def serve(
     instead of ``host``/``port``.
     """
     _make_logs_visible()
-    try:
-        config = uvicorn_config(app, security, **kwargs)
-    except CertificatesUnavailable as exc:
-        logger.error("%s", exc)
-        raise SystemExit(1) from None
+    with _sigterm_exits():
+        try:
+            config = uvicorn_config(app, security, **kwargs)
+        except CertificatesUnavailable as exc:
+            logger.error("%s", exc)
+            raise SystemExit(1) from None
     uvicorn.Server(config).run(sockets=sockets)
+
+
+@contextlib.contextmanager
+def _sigterm_exits() -> Iterator[None]:
+    """Make SIGTERM end the process until uvicorn installs its own handlers.
+
+    As PID 1 in a container (compose without ``init: true``) Python ignores
+    a signal it has no handler for, so a ``docker stop`` or a restart during
+    the wait for the bundle would take the whole stop timeout and end in
+    SIGKILL (measured: 11 s, exit 137, instead of 1 s). Only the default
+    disposition is replaced, and it is restored on the way out.
+    """
+    main = threading.current_thread() is threading.main_thread()
+    if not main or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+
+    def exit_on_sigterm(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, exit_on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _make_logs_visible() -> None:

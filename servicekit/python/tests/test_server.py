@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import http.client
 import logging
+import os
+import signal
 import socket
 import ssl
 import time
@@ -181,3 +183,15 @@ def test_uvicorn_ssl_options_are_refused(material: Material, certs_dir: Path) ->
         uvicorn_config(make_app(security), security, ssl_certfile="/certs/svc/tls.crt")
     with pytest.raises(ValueError, match="one process"):
         uvicorn_config(make_app(security), security, workers=4)
+
+
+def test_sigterm_while_serve_waits_for_the_bundle_exits_143() -> None:
+    from crank_security.server import _sigterm_exits
+
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        pytest.skip("the test runner handles SIGTERM itself")
+    with pytest.raises(SystemExit) as info, _sigterm_exits():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler runs in this sleep and ends it
+    assert info.value.code == 128 + signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
