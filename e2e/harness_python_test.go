@@ -110,8 +110,8 @@ func (h *Harness) buildKitImage() (string, error) {
 // RunKitService is RunService with the kit image: a Python service running
 // e2e/testdata/kitapp/app.py (KIT_RELOAD, CALL_URL, ... in its env). It
 // runs under the engine's init (compose `init: true`): as PID 1, Python
-// ignores SIGTERM until uvicorn installs its handlers, so a stop during
-// its imports or its wait for the bundle would take the whole stop timeout.
+// ignores SIGTERM while it imports, so a stop then would take the whole
+// stop timeout.
 func (h *Harness) RunKitService(t testing.TB, opts ...ServiceOption) *Container {
 	t.Helper()
 	s := &serviceSpec{image: h.KitImage(t), project: h.Project(t), role: "service", labels: map[string]string{}}
