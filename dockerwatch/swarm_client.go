@@ -167,3 +167,20 @@ func (c *Client) UpdateService(ctx context.Context, id string, version uint64, c
 	}
 	return nil
 }
+
+// ImagePorts returns the ports an image EXPOSEs, the fallback of where to
+// probe a service that names none. A manager may not have the image (its
+// tasks run on workers): that is no error, just no ports.
+func (c *Client) ImagePorts(ctx context.Context, ref string) ([]Port, error) {
+	resp, err := c.sdk.ImageInspect(ctx, ref)
+	if cerrdefs.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("inspecting image %s: %w", ref, err)
+	}
+	if resp.Config == nil {
+		return nil, nil
+	}
+	return parsePorts(resp.Config.ExposedPorts), nil
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -28,6 +29,7 @@ type Engine interface {
 	CreateConfig(ctx context.Context, name string, data []byte, labels map[string]string) (string, error)
 	RemoveConfig(ctx context.Context, id string) error
 	UpdateService(ctx context.Context, id string, version uint64, ch dockerwatch.ServiceChange) error
+	ImagePorts(ctx context.Context, ref string) ([]dockerwatch.Port, error)
 }
 
 // Authority issues bundles; *certs.Authority satisfies it.
@@ -214,6 +216,11 @@ func (r *Reconciler) gatherEngine(ctx context.Context, p *pass) error {
 	if p.tasks, err = r.Engine.Tasks(ctx, p.svc.ID); err != nil {
 		return err
 	}
+	ports, err := r.Engine.ImagePorts(ctx, p.svc.Image)
+	if err != nil {
+		p.log.Debug("no image ports: probing by labels, environment and published ports", keyError, err)
+	}
+	p.svc.TargetPorts = mergePorts(p.svc.TargetPorts, ports)
 	label := LabelIdentity + "=" + p.identity
 	secrets, err := r.Engine.Secrets(ctx, label)
 	if err != nil {
@@ -298,4 +305,17 @@ func (r *Reconciler) saveState(p *pass) error {
 	}
 	p.stSaved = p.st
 	return nil
+}
+
+// mergePorts is a's ports then b's, without duplicates: a service's
+// exposed ports are its endpoint's target ports and its image's EXPOSE
+// (when the manager has the image), as a container's are its image's.
+func mergePorts(a, b []dockerwatch.Port) []dockerwatch.Port {
+	out := slices.Clone(a)
+	for _, p := range b {
+		if !slices.Contains(out, p) {
+			out = append(out, p)
+		}
+	}
+	return out
 }
