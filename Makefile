@@ -65,6 +65,13 @@ demo: build ## build images and bring up the demo stack with the controller
 demo-down: ## tear the demo stack down (keeps nothing)
 	@scripts/demo.sh down
 
+.PHONY: demo-swarm demo-swarm-down
+demo-swarm: build ## the demo as a swarm stack (deploy/stack.yaml): a single-node swarm if none, certificates as swarm secrets
+	@scripts/demo-swarm.sh up
+
+demo-swarm-down: ## remove the swarm demo stack, its secrets and configs; leave the swarm if demo-swarm made it
+	@scripts/demo-swarm.sh down
+
 .PHONY: example example-down
 example: build ## Python services on the kit with the controller (examples/python; builds the Python image once)
 	@examples/python/run.sh up

@@ -45,8 +45,10 @@ func (r *Reconciler) rollout(ctx context.Context, p *pass) error {
 	case RolloutObserve:
 		r.note(p.svc.ID, "rollout", plan.Message, func(msg string) { p.log.Info(p.identity+": observe mode: "+msg, keyAction, UpdateRollout) })
 		r.count(UpdateRollout, ResultDryRun)
-	case RolloutStart:
-		done, err := r.update(ctx, p, UpdateRollout, plan.Change, plan.Message)
+	case RolloutStart, RolloutJoin:
+		// Joining an update in flight restarts nothing more than that update
+		// does: it is not held to the global action limit.
+		done, err := r.update(ctx, p, UpdateRollout, plan.Change, plan.Message, plan.Code == RolloutStart)
 		if err != nil || !done {
 			return err
 		}
@@ -58,11 +60,11 @@ func (r *Reconciler) rollout(ctx context.Context, p *pass) error {
 	return r.saveState(p)
 }
 
-// update sends one service update within the global action limit and
-// reports whether it was made; a rate-limited one is retried when the
-// limit allows.
-func (r *Reconciler) update(ctx context.Context, p *pass, kind string, ch dockerwatch.ServiceChange, why string) (bool, error) {
-	if r.Limiter != nil {
+// update sends one service update, within the global action limit when
+// limited, and reports whether it was made; a rate-limited one is retried
+// when the limit allows.
+func (r *Reconciler) update(ctx context.Context, p *pass, kind string, ch dockerwatch.ServiceChange, why string, limited bool) (bool, error) {
+	if r.Limiter != nil && limited {
 		if wait := r.Limiter.Reserve(p.now); wait > 0 {
 			p.retryAt(p.now.Add(wait))
 			r.count(kind, ResultRateLimited)
@@ -86,8 +88,11 @@ func (r *Reconciler) update(ctx context.Context, p *pass, kind string, ch docker
 	r.count(kind, ResultOK)
 	p.rolling = true
 	p.st.LastAction, p.st.LastActionAt = kind, p.now
-	p.log.Info(fmt.Sprintf("%s: %s of service %s: %s", p.identity, kindWords(kind), p.svc.Name, why),
-		keyAction, kind, keyOrder, ch.UpdateOrder, keyVersion, p.svc.Version)
+	attrs := []any{keyAction, kind, keyVersion, p.svc.Version}
+	if ch.UpdateOrder != "" {
+		attrs = append(attrs, keyOrder, ch.UpdateOrder)
+	}
+	p.log.Info(fmt.Sprintf("%s: %s of service %s: %s", p.identity, kindWords(kind), p.svc.Name, why), attrs...)
 	return true, nil
 }
 
@@ -127,7 +132,7 @@ func (r *Reconciler) remediate(ctx context.Context, p *pass, obs []TaskObservati
 		r.note(p.svc.ID, "dry-run", rem.Message, func(msg string) { p.log.Info(p.identity+": observe mode: would "+kind+": "+msg, keyAction, kind) })
 		return r.saveState(p)
 	}
-	if done, err := r.update(ctx, p, kind, ch, rem.Message); err != nil || !done {
+	if done, err := r.update(ctx, p, kind, ch, rem.Message, true); err != nil || !done {
 		return errors.Join(err, r.saveState(p))
 	}
 	p.st.Attempts++

@@ -34,7 +34,12 @@ type RolloutCode string
 const (
 	RolloutCurrent    RolloutCode = "current"     // the spec mounts the newest generation
 	RolloutStart      RolloutCode = "start"       // swap the references: a rolling update
-	RolloutInProgress RolloutCode = "in-progress" // the engine is updating the service; wait
+	RolloutInProgress RolloutCode = "in-progress" // the engine is rolling back an update; wait
+	// RolloutJoin: someone else's update (a `docker stack deploy`) is in
+	// flight with a spec that lacks the bundle; add it to that update now,
+	// before its new tasks fail their health checks without certificates
+	// and the engine rolls the operator's change back.
+	RolloutJoin RolloutCode = "join"
 	RolloutBackoff    RolloutCode = "backoff"     // the last rollout of this generation did not hold; wait
 	RolloutGivenUp    RolloutCode = "given-up"    // it did not hold MaxRollouts times; degraded
 	RolloutObserve    RolloutCode = "observe"     // observe mode: logged, not done
@@ -75,8 +80,15 @@ func DecideRollout(in RolloutInputs) RolloutPlan {
 	switch {
 	case SameSecrets(svc.Secrets, in.Desired):
 		return RolloutPlan{Code: RolloutCurrent, Message: fmt.Sprintf("the service mounts generation %d", in.Latest)}
-	case svc.UpdateState == "updating" || svc.UpdateState == "rollback_started":
-		return RolloutPlan{Code: RolloutInProgress, Message: "the engine is updating the service (" + svc.UpdateState + ")", RetryAt: in.Now.Add(inProgressPoll)}
+	case svc.UpdateState == "rollback_started":
+		return RolloutPlan{Code: RolloutInProgress, Message: "the engine is rolling an update back", RetryAt: in.Now.Add(inProgressPoll)}
+	case svc.UpdateState == "updating":
+		plan := RolloutPlan{Code: RolloutJoin, Change: rolloutChange(svc, in.Desired),
+			Message: fmt.Sprintf("an update without the bundle is in flight (a stack deploy?): adding generation %d to it", in.Latest)}
+		if in.Policy.Mode == reconcile.Observe {
+			plan.Code, plan.Message = RolloutObserve, "would join: "+plan.Message
+		}
+		return plan
 	}
 	tries := 0
 	if st.RolledOut == in.Latest {

@@ -25,8 +25,12 @@ func TestDecideRollout(t *testing.T) {
 			svc: service(mounting(refsOf(gen(1))...)), want: RolloutStart},
 		"should start the first rollout of a service without a bundle": {
 			svc: service(), want: RolloutStart},
-		"should wait while the engine updates the service": {
-			svc: service(updateState("updating")), want: RolloutInProgress, retry: inProgressPoll},
+		"should wait while the engine rolls an update back": {
+			svc: service(updateState("rollback_started")), want: RolloutInProgress, retry: inProgressPoll},
+		"should join an update in flight that dropped the bundle (a stack deploy)": {
+			svc: service(updateState("updating")), want: RolloutJoin},
+		"should leave an update in flight that mounts the bundle": {
+			svc: service(updateState("updating"), mounting(refsOf(g2)...)), want: RolloutCurrent},
 		"should back off after a rollout of the same generation did not hold": {
 			svc: service(updateState("rollback_completed")), st: ServiceState{RolledOut: 2, Rollouts: 1, RolloutAt: t0.Add(-time.Second)},
 			want: RolloutBackoff, retry: 9 * time.Second},
@@ -54,7 +58,7 @@ func TestDecideRollout(t *testing.T) {
 			if tc.retry != 0 && !got.RetryAt.Equal(t0.Add(tc.retry)) {
 				t.Errorf("got retry at %s, want t0+%s", got.RetryAt, tc.retry)
 			}
-			if got.Code == RolloutStart && !SameSecrets(got.Change.Secrets, refsOf(g2)) {
+			if (got.Code == RolloutStart || got.Code == RolloutJoin) && !SameSecrets(got.Change.Secrets, refsOf(g2)) {
 				t.Errorf("got change %+v, want the references of generation 2", got.Change.Secrets)
 			}
 		})
