@@ -28,8 +28,9 @@ import (
 
 // swarmAPI reads the controller's API on its published loopback port.
 type swarmAPI struct {
-	port        int
-	stateVolume string
+	port         int
+	stateVolume  string
+	controllerID string // its service
 }
 
 // swarmService is the part of GET /api/v1/swarm the test reads.
@@ -406,9 +407,10 @@ func (s *Swarm) removeAndCount(t *testing.T, api *swarmAPI, ids []string, f *swa
 // swarmFigures are the measurements the test reports.
 type swarmFigures struct {
 	firstMTLS, killReplaced, renewal, rollover, cleanup time.Duration
-	windows                                              []window
-	failed, secretsLeft                                  int
-	secretCreate, serviceUpdate                          []time.Duration
+	controllerBack                                      time.Duration
+	windows                                             []window
+	failed, secretsLeft                                 int
+	secretCreate, serviceUpdate                         []time.Duration
 }
 
 func (f *swarmFigures) report(t *testing.T) {
@@ -416,11 +418,11 @@ func (f *swarmFigures) report(t *testing.T) {
 	for _, w := range f.windows {
 		sampled += w.to.Sub(w.from)
 	}
-	t.Logf("SWARM FIGURES: first mtls %s | task kill -> replacement at mtls %s | renewal rollout %s | CA rollover %s | "+
+	t.Logf("SWARM FIGURES: first mtls %s | task kill -> replacement at mtls %s | renewal rollout %s | CA rollover %s | controller task lost -> back with the same CA %s | "+
 		"failed requests %d of ~%d sampled (every 200ms over %s) | bundle secrets left after the services went %d (in %s) | "+
 		"secret create p50 %s max %s | service update p50 %s max %s",
 		f.firstMTLS.Round(time.Millisecond), f.killReplaced.Round(time.Millisecond), f.renewal.Round(time.Millisecond),
-		f.rollover.Round(time.Millisecond), f.failed, int(sampled/(200*time.Millisecond)), sampled.Round(time.Second),
+		f.rollover.Round(time.Millisecond), f.controllerBack.Round(time.Millisecond), f.failed, int(sampled/(200*time.Millisecond)), sampled.Round(time.Second),
 		f.secretsLeft, f.cleanup.Round(time.Millisecond),
 		pct(f.secretCreate, 50), pct(f.secretCreate, 100), pct(f.serviceUpdate, 50), pct(f.serviceUpdate, 100))
 }

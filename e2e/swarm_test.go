@@ -5,6 +5,7 @@ package e2e
 import (
 	"crypto/rand"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,8 +18,10 @@ import (
 // on purpose is replaced and keeps its identity; a leaf renewal and a CA
 // rollover complete by rolling updates with no failed request at 2
 // replicas (a sampler task calls the service every 200 ms over the
-// overlay); no key in any volume or in `docker inspect`; no secret left
-// once the services are gone. It logs the figures docs/swarm.md quotes.
+// overlay); a controller task lost (its CA directory is a tmpfs) comes
+// back with the same CA from the swarm; no key in any volume or in `docker
+// inspect`; no secret left once the services are gone. It logs the figures
+// docs/swarm.md quotes.
 //
 // Not parallel: swarm init changes the engine's global state, so Go runs
 // it before the parallel tests start.
@@ -38,6 +41,7 @@ func TestSwarm(t *testing.T) {
 	sw.killKeepsIdentity(t, api, web, f)
 	sw.renewal(t, api, f)
 	sw.rollover(t, api, f)
+	sw.controllerLoss(t, api, f)
 	f.failed = sw.failedCalls(t, sampler, f.windows)
 
 	sw.keysNowhere(t, stack)
@@ -83,7 +87,7 @@ func (s *Swarm) startController(t *testing.T, image, stack string) *swarmAPI {
 				PublishedPort: uint32(port), PublishMode: swarm.PortConfigPublishModeHost}}}
 		},
 	})
-	api := &swarmAPI{port: port, stateVolume: vol}
+	api := &swarmAPI{port: port, stateVolume: vol, controllerID: id}
 	t.Cleanup(func() { s.dumpOnFailure(t, id, api) })
 	WaitFor(t, 2*time.Minute, api.ready)
 	return api
@@ -182,4 +186,50 @@ func (s *Swarm) rollover(t *testing.T, api *swarmAPI, f *swarmFigures) {
 	f.rollover = time.Since(start)
 	f.windows[len(f.windows)-1].to = time.Now()
 	t.Logf("CA rollover: overlap, reissue and retire rolled out in %s; phases seen %v", f.rollover.Round(time.Millisecond), keys(seen))
+}
+
+// controllerLoss kills the controller's task: its replacement starts with
+// an empty CA directory (a tmpfs, as on a node it never ran on), restores
+// the CA from its sealed backup in the swarm, and finds every bundle
+// current: same CA, no new generation, every task still at mtls.
+func (s *Swarm) controllerLoss(t *testing.T, api *swarmAPI, f *swarmFigures) {
+	subject := api.summary(t).CASubject
+	gens := map[string]int{}
+	for _, n := range []string{"web", "sampler"} {
+		gens[n] = api.service(t, n).Generation
+	}
+	var victim string
+	for _, c := range s.Containers(t, api.controllerID) {
+		if c.State == "running" {
+			victim = c.ID
+		}
+	}
+	start := time.Now()
+	if err := s.h.Docker.ContainerKill(t.Context(), victim, "KILL"); err != nil {
+		t.Fatalf("killing the controller: %v", err)
+	}
+	f.controllerBack = WaitFor(t, 2*time.Minute, func() (bool, string) {
+		sum, err := api.getSummary()
+		if err != nil {
+			return false, err.Error()
+		}
+		ok, msg := api.allAt("mtls", "web", "sampler")()
+		return ok && sum.CASubject == subject, fmt.Sprintf("CA %s; %s", sum.CASubject, msg)
+	})
+	restored := false
+	for _, c := range s.Containers(t, api.controllerID) {
+		if c.ID != victim && c.State == "running" {
+			restored = strings.Contains(s.h.Logs(t, c.ID), "CA restored from its sealed backup in the swarm")
+		}
+	}
+	if !restored {
+		t.Errorf("the new controller task did not log that it restored the CA from the swarm")
+	}
+	for n, g := range gens {
+		if got := api.service(t, n).Generation; got != g {
+			t.Errorf("%s: got generation %d after the controller came back, want %d (no reissue: the CA is the same)", n, got, g)
+		}
+	}
+	t.Logf("controller loss: a new controller task restored the CA from the swarm and found every bundle current in %s",
+		time.Since(start).Round(time.Millisecond))
 }
