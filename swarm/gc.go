@@ -104,7 +104,7 @@ func (r *Reconciler) collectGone(ctx context.Context, identity string) error {
 	}
 	refs := map[string]bool{}
 	for _, s := range svcs {
-		if id, err := IdentityName(s); err == nil && id == identity {
+		if id, ok := r.holds(s); ok && id == identity {
 			return nil // held again (e.g. deployed anew under the same name)
 		}
 		for k := range ReferencedBy(s, nil) {
@@ -142,4 +142,13 @@ func (r *Reconciler) remove(ctx context.Context, gens []Generation, log *slog.Lo
 			keyIdentity, g.Identity, keyGeneration, g.N)
 	}
 	return errors.Join(errs...)
+}
+
+// holds returns the identity a service the controller manages holds.
+func (r *Reconciler) holds(svc dockerwatch.Service) (string, bool) {
+	if reason, _ := r.Scope.Managed(svc); !reason.Managed() {
+		return "", false
+	}
+	id, err := IdentityName(svc)
+	return id, err == nil
 }

@@ -183,3 +183,38 @@ func TestReconcileForcesAnUpdateOnDrift(t *testing.T) {
 		t.Errorf("got state %+v (%v), want one restart attempt", st, err)
 	}
 }
+
+func TestSweepRemovesWhatAServiceGoneWhileDownLeft(t *testing.T) {
+	t.Parallel()
+	g := newRig(t, service())
+	g.reconcile(t, "svc-web")
+	g.engine.converge("svc-web", t0)
+	g.reconcile(t, "svc-web")
+	// The service goes while the controller is down: a new process knows
+	// nothing of it, only the secrets and the records remain.
+	delete(g.engine.services, "svc-web")
+	fresh := &Reconciler{Engine: g.r.Engine, Authority: g.r.Authority, Store: g.r.Store, Scope: g.r.Scope, Clock: g.r.Clock}
+	s := &Sweeper{Reconciler: fresh, Records: g.store, Log: slog.New(slog.DiscardHandler)}
+	if err := s.Sweep(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := g.engine.secretCount(); n != 0 {
+		t.Errorf("got %d secrets, want 0", n)
+	}
+	if recs, _ := g.store.List(); len(recs) != 0 {
+		t.Errorf("got %d records, want 0", len(recs))
+	}
+}
+
+func TestSweepKeepsWhatAServiceInUseHolds(t *testing.T) {
+	t.Parallel()
+	g := newRig(t, service())
+	g.reconcile(t, "svc-web")
+	s := &Sweeper{Reconciler: g.r, Records: g.store, Log: slog.New(slog.DiscardHandler)}
+	if err := s.Sweep(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := g.engine.secretCount(); n != 5 {
+		t.Errorf("got %d secrets, want the 5 of the live service's generation", n)
+	}
+}

@@ -59,7 +59,7 @@ func (s *Sweeper) Sweep(ctx context.Context) error {
 	held, names := map[string]bool{}, map[string]bool{}
 	for _, svc := range svcs {
 		names[svc.Name] = true
-		if id, err := IdentityName(svc); err == nil {
+		if id, ok := r.holds(svc); ok {
 			held[id] = true
 		}
 	}

@@ -199,9 +199,12 @@ func (p *parts) swarmComponents(self swarmSelf, backup *swarm.CABackup) ([]compo
 	})
 	p.metrics.trackStream(p.reg, watcher)
 	sweeper := &swarm.Sweeper{Reconciler: rec, Records: p.store, Every: p.cfg.Resync, Log: p.log}
+	// `controller identity release NAME`: as in compose mode, remove the old
+	// owner first; its bundle generations (which name it) go with it.
+	idReq := &identityRequests{stateDir: p.cfg.StateDir, store: p.store, enqueue: rec.EnqueueTask(p.queue.Add), every: p.cfg.CARotateInterval, log: p.log}
 	comps := []component{
 		{"controller", ctrl.Start}, {"ca-rotation", rot.Start}, {"ca-backup", backup.Start},
-		{"swarm-sweep", sweeper.Start}, {"watcher", watcher.Start},
+		{"swarm-sweep", sweeper.Start}, {"identity-requests", idReq.Start}, {"watcher", watcher.Start},
 	}
 	return p.servers(comps, watcher, p.swarmStatusHandler(rec, rot))
 }
