@@ -37,8 +37,10 @@ func TestApplyChange(t *testing.T) {
 			ch:   ServiceChange{ForceUpdate: true},
 			want: func(s *swarm.ServiceSpec) { s.TaskTemplate.ForceUpdate = 2 }},
 		"should set and remove service labels": {
-			ch:   ServiceChange{Labels: map[string]string{"crank.security.observed": "plain", "drop": ""}},
-			want: func(s *swarm.ServiceSpec) { s.Labels = map[string]string{"keep": "1", "crank.security.observed": "plain"} }},
+			ch: ServiceChange{Labels: map[string]string{"crank.security.observed": "plain", "drop": ""}},
+			want: func(s *swarm.ServiceSpec) {
+				s.Labels = map[string]string{"keep": "1", "crank.security.observed": "plain"}
+			}},
 		"should set the update order and failure action, keeping the rest of update_config": {
 			ch: ServiceChange{UpdateOrder: UpdateStartFirst, FailureAction: "rollback"},
 			want: func(s *swarm.ServiceSpec) {

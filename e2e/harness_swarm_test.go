@@ -40,7 +40,6 @@ const gwbridge = "docker_gwbridge"
 type Swarm struct {
 	h       *Harness
 	Network string // the attachable overlay every service joins
-	removed bool
 }
 
 // InitSwarm makes the engine a single-node swarm manager for t, on the

@@ -39,10 +39,10 @@ const (
 	// flight with a spec that lacks the bundle; add it to that update now,
 	// before its new tasks fail their health checks without certificates
 	// and the engine rolls the operator's change back.
-	RolloutJoin RolloutCode = "join"
-	RolloutBackoff    RolloutCode = "backoff"     // the last rollout of this generation did not hold; wait
-	RolloutGivenUp    RolloutCode = "given-up"    // it did not hold MaxRollouts times; degraded
-	RolloutObserve    RolloutCode = "observe"     // observe mode: logged, not done
+	RolloutJoin    RolloutCode = "join"
+	RolloutBackoff RolloutCode = "backoff"  // the last rollout of this generation did not hold; wait
+	RolloutGivenUp RolloutCode = "given-up" // it did not hold MaxRollouts times; degraded
+	RolloutObserve RolloutCode = "observe"  // observe mode: logged, not done
 )
 
 // MaxRollouts is how many times one generation is rolled out before the

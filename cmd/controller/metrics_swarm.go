@@ -48,7 +48,9 @@ func newSwarmMetrics(reg prometheus.Registerer, base *metrics) *swarmMetrics {
 
 func (m *swarmMetrics) BundleIssued(reason string) { m.base.BundleIssued(reason) }
 
-func (m *swarmMetrics) ServiceUpdate(kind, result string) { m.updates.WithLabelValues(kind, result).Inc() }
+func (m *swarmMetrics) ServiceUpdate(kind, result string) {
+	m.updates.WithLabelValues(kind, result).Inc()
+}
 
 // Tasks sets one identity's series, every level present on a node at 0
 // when no task serves it, so a level that empties shows 0, not a gap.
