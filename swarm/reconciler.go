@@ -110,7 +110,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, id string) (reconcile.Result
 	case errors.Is(err, dockerwatch.ErrNotFound):
 		return reconcile.Result{}, r.forget(ctx, id)
 	case errors.Is(err, errNotManaged):
-		return reconcile.Result{RequeueAfter: r.interval()}, r.forget(ctx, id)
+		// Its labels can only change by a service update, which is an event.
+		return reconcile.Result{}, r.forget(ctx, id)
 	case err != nil:
 		return reconcile.Result{}, err
 	case p.refused != nil:

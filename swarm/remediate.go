@@ -52,9 +52,19 @@ type Remediation struct {
 	Labels map[string]string
 }
 
-// PlanRollingUpdate: a rollout is replacing the tasks; the ladder waits
-// for it instead of starting another update.
-const PlanRollingUpdate reconcile.PlanCode = "rolling-update"
+// Plan codes of swarm mode, next to the ladder's.
+const (
+	// PlanRollingUpdate: a rollout is replacing the tasks; the ladder waits
+	// for it instead of starting another update.
+	PlanRollingUpdate reconcile.PlanCode = "rolling-update"
+	// PlanCannotProbe: the controller cannot reach the task (no address on
+	// its networks, no port, a bad label): a new task would not change
+	// that, so nothing is done and the finding says what to fix.
+	PlanCannotProbe reconcile.PlanCode = "cannot-probe"
+)
+
+// unprobeable are the findings of a probe that never reached the task.
+var unprobeable = []probe.Reason{probe.NoAddresses, probe.NoPorts, probe.InvalidTarget}
 
 // DecideRemediation walks the compose ladder (reconcile.Policy.Decide)
 // for each running task, with the service's episode as every task's, and
@@ -66,6 +76,14 @@ func DecideRemediation(in RemediationInputs) Remediation {
 	d.ReloadSignal, d.ReloadWatch = "", false
 	out := Remediation{Plans: map[string]reconcile.Plan{}, ResetBudget: len(in.Tasks) > 0}
 	for _, o := range in.Tasks {
+		if r, ok := cannotProbe(o.Probe); ok {
+			out.Plans[o.Task.ID] = reconcile.Plan{Code: PlanCannotProbe, Message: "cannot probe the task (" + string(r) + "); nothing a new task would change"}
+			out.ResetBudget = false
+			if out.Code == "" {
+				out.Code, out.Message = PlanCannotProbe, taskName(in.Service, o.Task)+": "+out.Plans[o.Task.ID].Message
+			}
+			continue
+		}
 		plan := in.Policy.Decide(d, reconcile.Observation{
 			Container: TaskContainer(in.Service, o.Task, in.Identity), Probe: o.Probe,
 			Attempts: in.State.Attempts, NextActionAt: in.State.NextActionAt, Relabels: in.State.Relabels, Now: in.Now,
@@ -159,4 +177,14 @@ func taskName(svc dockerwatch.Service, t dockerwatch.Task) string {
 		return fmt.Sprintf("%s.%d", svc.Name, t.Slot)
 	}
 	return svc.Name + "." + t.NodeID
+}
+
+// cannotProbe reports whether a probe never reached its task, and why.
+func cannotProbe(res probe.Result) (probe.Reason, bool) {
+	for _, f := range res.Findings {
+		if slices.Contains(unprobeable, f.Reason) {
+			return f.Reason, true
+		}
+	}
+	return "", false
 }

@@ -64,6 +64,9 @@ func TestDecideRemediation(t *testing.T) {
 			tasks:   []TaskObservation{observed(task(1, old), probe.Plain)},
 			desired: reconcile.Desired{Level: probe.MTLS, Floor: probe.Plain, OnDrift: reconcile.OnDriftRestart, Budget: 2, ReloadSignal: "SIGHUP"},
 			want:    reconcile.ActionRestart, wantCode: reconcile.PlanRemediate},
+		"should leave a task the controller cannot reach (no shared network): a new one would not help": {
+			tasks:    []TaskObservation{observed(task(1, old), probe.Down, probe.NoAddresses)},
+			wantCode: PlanCannotProbe},
 		"should only decide in observe mode": {
 			tasks: []TaskObservation{observed(task(1, old), probe.Plain)}, mode: reconcile.Observe,
 			want: reconcile.ActionRestart, wantCode: reconcile.PlanRemediate},

@@ -143,6 +143,9 @@ func openSwarmAuthority(ctx context.Context, cfg Config, docker *dockerwatch.Cli
 func detectSwarmSelf(ctx context.Context, docker *dockerwatch.Client, stack string, log *slog.Logger) (swarmSelf, error) {
 	var self swarmSelf
 	op := func() error {
+		if err := docker.Ping(ctx); err != nil {
+			return err
+		}
 		info, err := docker.SwarmInfo(ctx)
 		if err != nil {
 			return err
