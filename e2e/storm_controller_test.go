@@ -54,8 +54,8 @@ func newHostController(bin, dir, project string) (*hostController, error) {
 }
 
 // start runs a new controller process in observe mode with the given
-// resync interval.
-func (c *hostController) start(resync time.Duration) error {
+// probe and resync intervals.
+func (c *hostController) start(probe, resync time.Duration) error {
 	logf, err := os.OpenFile(c.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
@@ -64,7 +64,7 @@ func (c *hostController) start(resync time.Duration) error {
 	cmd := exec.Command(c.bin, "run")
 	cmd.Env = append(withoutCrankEnv(os.Environ()),
 		"CRANK_MODE=observe", "CRANK_STATE_DIR="+c.stateDir, "CRANK_CERTS_ROOT="+c.certsRoot,
-		"CRANK_PROJECT="+c.project, "CRANK_LISTEN="+c.listen, "CRANK_PROBE_INTERVAL="+stormProbeInterval.String(),
+		"CRANK_PROJECT="+c.project, "CRANK_LISTEN="+c.listen, "CRANK_PROBE_INTERVAL="+probe.String(),
 		"CRANK_RESYNC_INTERVAL="+resync.String(), "CRANK_LOG_FORMAT=json", "CRANK_LOG_LEVEL=info")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {

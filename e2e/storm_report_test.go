@@ -41,6 +41,7 @@ type stormFigures struct {
 	cpu            time.Duration // utime+stime from the first create until the queue drained
 	window         time.Duration // that span
 	peakRSS        int64         // VmHWM
+	steady         time.Duration // CPU over the probe interval after the storm
 }
 
 func (f *stormFigures) collect(made *stormMade, landed, events map[string]time.Time) {
@@ -69,12 +70,12 @@ type statusFigures struct {
 type restartFigures struct {
 	ready        time.Duration // process start → first /readyz 200
 	cpu5s        time.Duration // CPU in the first 5 s of the process
-	drain        time.Duration // ready → queue drained
+	drain        time.Duration // ready → queue drained, probes an hour apart
 	drainCPU     time.Duration // CPU from process start until then: one pass over every container
 	resyncAt     time.Duration // R
 	resyncWindow time.Duration // W
-	baseline     time.Duration // A's CPU over [R-2s, R+W]
-	withResync   time.Duration // B's CPU over the same window
+	baseline     time.Duration // B's CPU over [R-2s, R+W]
+	withResync   time.Duration // C's CPU over the same window
 }
 
 // histogramQuantiles are p50 and p99 of one series of a Prometheus
@@ -218,14 +219,14 @@ func renderStorm(conditions string, rows []stormRow, wall time.Duration) string 
 	fmt.Fprintf(&b, "- controller on the host, observe mode, probe interval %s, default workers; one compose project, one service per container; "+
 		"all N created, then all started, %d calls in flight\n", stormProbeInterval, stormConcurrency)
 	fmt.Fprintf(&b, "- whole run: %s\n\n", wall.Round(time.Second))
-	b.WriteString("| N | controller | create → bundle p50 / p99 | event → bundle p50 / p99 | event → bundle, controller's histogram p50 / p99 | CPU per container | peak RSS | ready after restart | CPU in 5 s after restart | resync CPU | status API time / size | last create → last bundle | ERROR lines |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| N | controller | create → bundle p50 / p99 | event → bundle p50 / p99 | event → bundle, controller's histogram p50 / p99 | CPU per container | steady CPU per container per 30 s | peak RSS | ready after restart | CPU in 5 s after restart | resync CPU | status API time / size | last create → last bundle | ERROR lines |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
 		s := r.storm
-		fmt.Fprintf(&b, "| %d | %s | %s / %s | %s / %s | %s | %s | %s | %s | %s | %s | %s / %s | %s | %d |\n", r.N, r.controller,
+		fmt.Fprintf(&b, "| %d | %s | %s / %s | %s / %s | %s | %s | %s | %s | %s | %s | %s | %s / %s | %s | %d |\n", r.N, r.controller,
 			ms(percentile(s.createToBundle, 0.5)), ms(percentile(s.createToBundle, 0.99)),
 			ms(percentile(s.eventToBundle, 0.5)), ms(percentile(s.eventToBundle, 0.99)),
-			productCell(r.product), ms(s.cpu/time.Duration(r.N)), mib(s.peakRSS),
+			productCell(r.product), ms(s.cpu/time.Duration(r.N)), ms(s.steady/time.Duration(r.N)), mib(s.peakRSS),
 			secs(r.restart.ready), secs(r.restart.cpu5s), secs(r.restart.withResync-r.restart.baseline),
 			ms(r.status.median), kib(r.status.size), ms(s.lastBundle.Sub(s.lastCreate)), r.errors)
 	}
@@ -233,7 +234,7 @@ func renderStorm(conditions string, rows []stormRow, wall time.Duration) string 
 	for _, r := range rows {
 		s, rs := r.storm, r.restart
 		fmt.Fprintf(&b, "- N=%d, %s: storm CPU %s over %s (first create → queue drained; first create → last bundle %s, → last start %s); "+
-			"restart drained in %s, using %s of CPU; resync at R=%s, window [R-2s, R+%s]: %s with the resync, %s without; "+
+			"restart's pass drained in %s, using %s of CPU; resync at R=%s, window [R-2s, R+%s]: %s with the resync, %s without; "+
 			"status API max %s; controller's histogram: %s; load %s and %d other containers at the start; took %s\n",
 			r.N, r.controller, secs(s.cpu), secs(s.window), secs(s.lastBundle.Sub(s.start)), secs(s.lastStart.Sub(s.start)), secs(rs.drain), secs(rs.drainCPU), rs.resyncAt, rs.resyncWindow,
 			secs(rs.withResync), secs(rs.baseline), ms(r.status.max), productName(r.product), r.load, r.others, r.wall.Round(time.Second))
@@ -281,9 +282,9 @@ How each figure is taken:
 
 - The containers are created, all N of them, then started, 8 calls in flight, as compose does: the controller can issue each bundle before its process starts. Every container runs the test service, which waits for its bundle and serves mTLS, so probes are real handshakes. Other containers on the engine are inspected by the controller too (see the details).
 - create → bundle: from ContainerCreate returning to ..data appearing in the service's bundle directory (inotify). event → bundle: from the create event's own time (TimeNano) to the same moment; it leaves out the create call's own time.
-- CPU per container: the controller process's utime+stime (/proc/<pid>/stat) from the first create until its queue drained (under a tenth of a core for 1 s), divided by N. Peak RSS: VmHWM at that moment.
+- CPU per container: the controller process's utime+stime (/proc/<pid>/stat) from the first create until its queue drained (under a tenth of a core for 1 s), divided by N. Peak RSS: VmHWM at that moment. The engine here starts a few containers a second, so a storm of 1,000 lasts several probe intervals and its CPU includes probes of the containers already running: steady CPU per container is the CPU of the probe interval right after the storm, divided by N, to tell the two apart.
 - ready after restart: SIGTERM, a new process over the same state, time from its start to the first /readyz 200. CPU in 5 s: the new process's CPU in its first 5 s.
-- resync CPU: the controller is restarted twice more, identically except that the second has a resync interval R just after the restart's queue drained; resync CPU is the second's CPU minus the first's over the same window around R (both measured from readiness), so the restart's own work and the probes coming due are in both and cancel out. It is whatever the controller does when its resync interval comes round, the first time after a start. The details give both figures, so the noise can be judged, and the CPU of the restart's own pass over every container.
+- resync CPU: the controller is restarted twice more with probes an hour apart (so none fall in the window), identically except that the second has a resync interval R just after the restart's pass over every container drained; resync CPU is the second's CPU minus the first's over the same window around R (both measured from readiness), so the restart's own work cancels out. It is whatever the controller does when its resync interval comes round, the first time after a start. The details give both figures, so the noise can be judged, and the CPU of the restart's own pass.
 - status API: GET /api/v1/status over loopback on a new connection, median of 7 after the storm.
 `
 
