@@ -44,7 +44,7 @@ up() {
   cat <<MSG
 
 crank swarm demo is up (stack "$STACK").
-  tasks and their nodes: curl -s http://127.0.0.1:$PORT/api/v1/swarm
+  tasks and their nodes: bin/controller swarm --url http://127.0.0.1:$PORT
   status table:          bin/controller status --url http://127.0.0.1:$PORT
   dashboard:             http://127.0.0.1:$PORT/
   the bundles:           docker secret ls --filter label=crank.security.managed=bundle

@@ -19,6 +19,7 @@ var commands = []struct{ name, args, summary string }{
 	{"status", "[flags]", "show each managed container's security level"},
 	{"ca", "<command>", "rotate, import or export the CA, or show a rollover (controller ca help)"},
 	{"identity", "list|release", "show who owns each identity, or release one"},
+	{"swarm", "[flags]", "swarm mode: services, bundle generations, tasks and their nodes"},
 	{"version", "", "print the version"},
 	{"help", "", "print this list"},
 }
@@ -53,6 +54,8 @@ func dispatch(args []string, stdout, stderr io.Writer) int {
 		return runCA(args, stdout, stderr, lookupEnv, time.Now)
 	case "identity": // identitycmd.go
 		return runIdentity(args, stdout, stderr, lookupEnv)
+	case "swarm": // swarmcmd.go
+		return runSwarmStatus(args, stdout, stderr, lookupEnv)
 	case "version":
 		fmt.Fprintln(stdout, version())
 		return 0
