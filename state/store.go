@@ -28,6 +28,7 @@ type Store struct {
 	log     *slog.Logger
 	now     func() time.Time
 	rebuilt bool
+	cache   recordCache
 }
 
 // Close releases the file and its lock.
@@ -94,6 +95,7 @@ func (s *Store) Put(r Record) error {
 	if err != nil {
 		return fmt.Errorf("storing record %s: %w", r.ContainerID, err)
 	}
+	s.cache.put(r.ContainerID, raw)
 	return nil
 }
 
@@ -110,6 +112,7 @@ func (s *Store) Delete(id string) error {
 	if err != nil {
 		return fmt.Errorf("deleting record %s: %w", id, err)
 	}
+	s.cache.delete(id)
 	return nil
 }
 
@@ -117,6 +120,10 @@ func (s *Store) Delete(id string) error {
 // that don't decode are skipped with one WARN line each and left in place;
 // Undecodable lists them.
 func (s *Store) List() ([]Record, error) {
+	if out, ok := s.cache.list(); ok {
+		return out, nil
+	}
+	v := s.cache.version()
 	var out []Record
 	err := s.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketContainers).ForEach(func(k, v []byte) error {
@@ -132,6 +139,7 @@ func (s *Store) List() ([]Record, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listing records: %w", err)
 	}
+	s.cache.fill(v, out)
 	return out, nil
 }
 
