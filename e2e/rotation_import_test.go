@@ -31,7 +31,7 @@ func TestRotationToAnImportedIntermediate(t *testing.T) {
 	f.h.WriteVolumeFile(t, f.state, "in/chain.pem", root.CertPEM, 0o644)
 	importArgs := []string{"ca", "import", "--cert", "/state/in/issuing.crt", "--key", "/state/in/issuing.key"}
 
-	out, errOut, code, err := f.controllerExec(importArgs...)
+	_, errOut, code, err := f.controllerExec(importArgs...)
 	if err != nil || code != 1 || !strings.Contains(errOut, "check chain-incomplete failed") {
 		t.Fatalf("controller ca import without --chain: got exit %d, err %v, stderr %q; want 1 naming chain-incomplete", code, err, errOut)
 	}
@@ -41,7 +41,7 @@ func TestRotationToAnImportedIntermediate(t *testing.T) {
 	}
 
 	since := time.Now()
-	out, errOut, code, err = f.controllerExec(append(importArgs, "--chain", "/state/in/chain.pem")...)
+	out, errOut, code, err := f.controllerExec(append(importArgs, "--chain", "/state/in/chain.pem")...)
 	if err != nil || code != 0 {
 		t.Fatalf("controller ca import: got exit %d, err %v\nstdout: %s\nstderr: %s", code, err, out, errOut)
 	}
