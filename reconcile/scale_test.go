@@ -60,7 +60,9 @@ func TestReconcileDoesNotProbeASettledContainerAgainTooSoon(t *testing.T) {
 
 type fakeArrivals struct{ a dockerwatch.Arrival }
 
-func (f *fakeArrivals) TakeCreated(string) (dockerwatch.Arrival, bool) { return f.a, !f.a.EventAt.IsZero() }
+func (f *fakeArrivals) TakeCreated(string) (dockerwatch.Arrival, bool) {
+	return f.a, !f.a.EventAt.IsZero()
+}
 
 func TestReconcileMeasuresEventToBundleForANewContainer(t *testing.T) {
 	t.Parallel()
