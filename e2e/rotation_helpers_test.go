@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
@@ -18,9 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/events"
-	"github.com/docker/docker/pkg/stdcopy"
 
 	"github.com/crank-platform/crank-mtls-controller/certs"
 	"github.com/crank-platform/crank-mtls-controller/rotation"
@@ -143,32 +140,9 @@ func (f *rtFixture) waitAllMTLS(t *testing.T, svcs map[string]*Container, timeou
 	})
 }
 
-// controllerExec runs /controller args... inside the controller container
-// (FROM scratch: no shell, but the binary is there) and returns its stdout,
-// stderr and exit code.
+// controllerExec runs /controller args... inside the test's controller.
 func (f *rtFixture) controllerExec(args ...string) (stdout, stderr string, code int, err error) {
-	ctx, cancel := context.WithTimeout(context.Background(), dockerCall)
-	defer cancel()
-	ex, err := f.h.Docker.ContainerExecCreate(ctx, f.ctrl.ID, container.ExecOptions{
-		Cmd: append([]string{"/controller"}, args...), AttachStdout: true, AttachStderr: true,
-	})
-	if err != nil {
-		return "", "", -1, fmt.Errorf("exec create: %w", err)
-	}
-	att, err := f.h.Docker.ContainerExecAttach(ctx, ex.ID, container.ExecAttachOptions{})
-	if err != nil {
-		return "", "", -1, fmt.Errorf("exec attach: %w", err)
-	}
-	defer att.Close()
-	var so, se bytes.Buffer
-	if _, err := stdcopy.StdCopy(&so, &se, att.Reader); err != nil {
-		return so.String(), se.String(), -1, fmt.Errorf("exec output: %w", err)
-	}
-	ins, err := f.h.Docker.ContainerExecInspect(ctx, ex.ID)
-	if err != nil {
-		return so.String(), se.String(), -1, fmt.Errorf("exec inspect: %w", err)
-	}
-	return so.String(), se.String(), ins.ExitCode, nil
+	return f.h.ControllerExec(f.ctrl.ID, args...)
 }
 
 // rotate asks for a rollover the way an operator does:
