@@ -17,11 +17,14 @@ const (
 // Record is what the controller remembers about one container. It is stored
 // as JSON keyed by ContainerID.
 type Record struct {
-	ContainerID   string   // Docker container ID; the key
-	ContainerName string   // name without the leading "/"
-	Service       string   // compose service (or container name); the bundle's directory
-	Project       string   // compose project, "" if none
-	DNSNames      []string // SANs the bundle was issued for
+	ContainerID   string // Docker container ID; the key
+	ContainerName string // name without the leading "/"
+	Service       string // compose service (or container name); the bundle's directory
+	Project       string // compose project, "" if none
+	// Node is the swarm node a task runs on (its node ID); "" in compose
+	// mode, where every container runs on the controller's engine.
+	Node     string   `json:",omitempty"`
+	DNSNames []string // SANs the bundle was issued for
 
 	Bundle BundleRecord // the bundle last written for this container
 

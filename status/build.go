@@ -114,6 +114,7 @@ func containerStatus(r state.Record, v view) ContainerStatus {
 		Container:     r.ContainerName,
 		ContainerID:   r.ContainerID,
 		Project:       r.Project,
+		Node:          r.Node,
 		Desired:       lv.Desired,
 		Floor:         lv.Floor,
 		Observed:      observed,

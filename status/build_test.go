@@ -35,6 +35,18 @@ func TestBuild(t *testing.T) {
 				}
 			},
 		},
+		"should carry a swarm task's node, and none in compose mode": {
+			recs: []state.Record{record("web", "web.1", func(r *state.Record) { r.Node = "n0de1d" }), record("api", "api-1")},
+			check: func(t *testing.T, rep Report) {
+				nodes := map[string]string{}
+				for _, c := range rep.Containers {
+					nodes[c.Container] = c.Node
+				}
+				if nodes["web.1"] != "n0de1d" || nodes["api-1"] != "" {
+					t.Errorf("nodes: got %v, want web.1 on n0de1d and api-1 on none", nodes)
+				}
+			},
+		},
 		"should list identity findings with their source, reason and message": {
 			recs: []state.Record{record("platform", "intruder-1", neverProbed(), func(r *state.Record) {
 				r.Identity = state.IdentityRecord{Refused: true, Findings: []state.Finding{

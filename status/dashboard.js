@@ -201,7 +201,7 @@
     if (ui.level && c.observed !== ui.level) return false;
     if (ui.driftOnly && !c.drift && !c.below_floor) return false;
     if (!ui.text) return true;
-    var hay = [c.service, c.container, c.container_id.slice(0, 12)];
+    var hay = [c.service, c.container, c.container_id.slice(0, 12), c.node || ""];
     (c.findings || []).forEach(function (f) { hay.push(f.reason); });
     ((c.production || {}).findings || []).forEach(function (f) { hay.push(f.code); });
     return hay.join(" ").toLowerCase().indexOf(ui.text) >= 0;
@@ -277,6 +277,7 @@
     tr.setAttribute("data-service", c.service);
     tr.setAttribute("data-container", c.container);
     var td = el("td", "container", c.container);
+    if (c.node) td.appendChild(el("span", "sub", " on node " + c.node));
     td.title = c.container_id;
     tr.appendChild(td);
 

@@ -163,6 +163,7 @@ type ContainerStatus struct {
 	Container   string `json:"container"`
 	ContainerID string `json:"container_id"`
 	Project     string `json:"project,omitempty"`
+	Node        string `json:"node,omitempty"` // the swarm node of a task; absent in compose mode
 
 	Desired       string    `json:"desired,omitempty"` // mtls, tls or plain; "" before the first probe
 	Floor         string    `json:"floor,omitempty"`   // lowest level accepted without alarm

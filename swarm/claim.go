@@ -85,7 +85,7 @@ func (r *Reconciler) recordRefusal(p *pass) error {
 		if t.DesiredState != dockerwatch.TaskRunning {
 			continue
 		}
-		rec := state.Record{ContainerID: t.ID, ContainerName: taskName(p.svc, t), Service: p.identity, Project: p.svc.Stack,
+		rec := state.Record{ContainerID: t.ID, ContainerName: taskName(p.svc, t), Service: p.identity, Project: p.svc.Stack, Node: t.NodeID,
 			Identity: state.IdentityRecord{Refused: true, Findings: []state.Finding{{Reason: string(f.Reason), Message: f.Message}}}}
 		if err := r.Store.Put(rec); err != nil {
 			return fmt.Errorf("recording refused task %s: %w", rec.ContainerName, err)

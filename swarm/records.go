@@ -45,6 +45,7 @@ func (r *Reconciler) record(p *pass, obs []TaskObservation) error {
 func (r *Reconciler) fillRecord(p *pass, rec *state.Record, t dockerwatch.Task, o TaskObservation, probed bool) {
 	gen := MountedGeneration(t.Secrets, p.gens)
 	rec.ContainerID, rec.ContainerName, rec.Service, rec.Project = t.ID, taskName(p.svc, t), p.identity, p.svc.Stack
+	rec.Node = t.NodeID
 	rec.DNSNames = p.wanted.DNSNames
 	rec.Bundle = bundleRecord(p.gens, gen, rec.Bundle)
 	rec.NeedsRestart, rec.NeedsRestartReason = gen != p.latestN(), ""
