@@ -401,7 +401,13 @@ func TestCoreRestartKeepsBundlesAndState(t *testing.T) {
 		}
 		return true, ""
 	})
-	issuedBefore := countMsgs(f.logLines(t), "issued bundle")
+	// The bundles are on disk before their log lines reach docker logs:
+	// count the issues once every one has been logged.
+	var issuedBefore int
+	WaitFor(t, 15*time.Second, func() (bool, string) {
+		issuedBefore = countMsgs(f.logLines(t), "issued bundle")
+		return issuedBefore >= len(svcs), fmt.Sprintf("%d 'issued bundle' lines logged, want %d", issuedBefore, len(svcs))
+	})
 	f.restartController(t)
 	// A full pass has happened once every container was reconciled again:
 	// wait for the debug line of each after the restart.
