@@ -246,6 +246,7 @@ func rmCheckLogs(t *testing.T, f *rtFixture, sc rmScenario, modes map[string]str
 // process may still trust the retired CA in memory; that is not checked.
 func rmAssertOnNewCA(t *testing.T, f *rtFixture, c *Container, mode, active string) {
 	t.Helper()
+	f.waitTrustOnly(t, c.Service, active)
 	dir := f.certs + "/" + c.Service
 	cas, err := rtReadCerts(dir + "/ca.crt")
 	if err != nil || len(cas) != 1 || rtFingerprint(cas[0]) != active {

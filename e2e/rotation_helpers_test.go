@@ -256,11 +256,29 @@ func (f *rtFixture) waitSettled(t *testing.T, svcs map[string]*Container) {
 	})
 }
 
+// waitTrustOnly waits until service's ca.crt holds only the CA with
+// fingerprint active. The rollover reports idle at the retire, and each
+// service's trust bundle shrinks when the reconciler gets to it, so a
+// loaded controller may still be on its way.
+func (f *rtFixture) waitTrustOnly(t *testing.T, service, active string) {
+	t.Helper()
+	WaitFor(t, lvDeadline, func() (bool, string) {
+		cas, err := rtReadCerts(filepath.Join(f.certs, service, "ca.crt"))
+		if err != nil {
+			return false, err.Error()
+		}
+		return len(cas) == 1 && rtFingerprint(cas[0]) == active, fmt.Sprintf("%s: ca.crt holds %d CAs, want only %.12s", service, len(cas), active)
+	})
+}
+
 // assertOnNewCA waits for the services to settle, then checks, from the
 // files and from outside, that every service trusts only the CA with
 // fingerprint active and serves a leaf it issued.
 func (f *rtFixture) assertOnNewCA(t *testing.T, svcs map[string]*Container, active string) {
 	t.Helper()
+	for name := range svcs {
+		f.waitTrustOnly(t, name, active)
+	}
 	f.waitSettled(t, svcs)
 	for name, c := range svcs {
 		cas, err := rtReadCerts(filepath.Join(f.certs, name, "ca.crt"))
