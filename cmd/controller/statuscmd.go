@@ -159,18 +159,10 @@ func parseStatusArgs(args []string, stderr io.Writer, getenv func(string) string
 	fs := flag.NewFlagSet("controller status", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	opts := statusOptions{}
-	defURL := getenv(envStatusURL)
-	if defURL == "" {
-		defURL = defaultStatusURL
-	}
-	fs.StringVar(&opts.url, "url", defURL, "controller base URL (env "+envStatusURL+")")
-	fs.StringVar(&opts.output, "o", "table", "output: table or json")
+	addConnectionFlags(fs, &opts, getenv)
 	fs.StringVar(&opts.output, "output", "table", "same as -o")
 	fs.StringVar(&opts.service, "service", "", "show only this service's containers")
-	fs.StringVar(&opts.tlsDir, "tls-dir", getenv(envStatusTLSDir),
-		"directory with client.crt, client.key and ca.crt for an mTLS (https) URL (env "+envStatusTLSDir+")")
 	fs.StringVar(&opts.as, "as", "", "judge against another environment's floor: production (exit 1 if anything would be below it)")
-	fs.DurationVar(&opts.timeout, "timeout", 10*time.Second, "give up after this long")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: controller status [--url URL] [-o table|json] [--service NAME] [--tls-dir DIR] [--as production]\n\n"+
 			"Exit status: 0 every container at or above its floor, 1 some below (with --as production: some would be),\n"+
@@ -180,26 +172,46 @@ func parseStatusArgs(args []string, stderr io.Writer, getenv func(string) string
 	if err := fs.Parse(args); err != nil {
 		return opts, err
 	}
-	if fs.NArg() > 0 {
-		return opts, fmt.Errorf("unexpected argument %q (flags only; see -h)", fs.Arg(0))
-	}
-	if opts.output != "table" && opts.output != "json" {
-		return opts, fmt.Errorf("invalid -o %q: want table or json", opts.output)
-	}
 	if opts.as != "" && opts.as != asProduction {
 		return opts, fmt.Errorf("invalid --as %q: want production", opts.as)
 	}
+	return opts, checkConnectionFlags(fs, opts)
+}
+
+// addConnectionFlags declares the flags of every command that asks the
+// status API: where it is, how to reach it, and the output.
+func addConnectionFlags(fs *flag.FlagSet, opts *statusOptions, getenv func(string) string) {
+	defURL := getenv(envStatusURL)
+	if defURL == "" {
+		defURL = defaultStatusURL
+	}
+	fs.StringVar(&opts.url, "url", defURL, "controller base URL (env "+envStatusURL+")")
+	fs.StringVar(&opts.output, "o", "table", "output: table or json")
+	fs.StringVar(&opts.tlsDir, "tls-dir", getenv(envStatusTLSDir),
+		"directory with client.crt, client.key and ca.crt for an mTLS (https) URL (env "+envStatusTLSDir+")")
+	fs.DurationVar(&opts.timeout, "timeout", 10*time.Second, "give up after this long")
+}
+
+// checkConnectionFlags refuses what addConnectionFlags read when it cannot
+// work, and any argument left over.
+func checkConnectionFlags(fs *flag.FlagSet, opts statusOptions) error {
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q (flags only; see -h)", fs.Arg(0))
+	}
+	if opts.output != "table" && opts.output != "json" {
+		return fmt.Errorf("invalid -o %q: want table or json", opts.output)
+	}
 	if opts.timeout <= 0 {
-		return opts, fmt.Errorf("invalid --timeout %s: want a positive duration", opts.timeout)
+		return fmt.Errorf("invalid --timeout %s: want a positive duration", opts.timeout)
 	}
 	u, err := url.Parse(opts.url)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return opts, fmt.Errorf("invalid --url %q: want http://host:port or https://host:port", opts.url)
+		return fmt.Errorf("invalid --url %q: want http://host:port or https://host:port", opts.url)
 	}
 	if opts.tlsDir != "" && u.Scheme != "https" {
-		return opts, fmt.Errorf("--tls-dir %s needs an https URL, got %s", opts.tlsDir, opts.url)
+		return fmt.Errorf("--tls-dir %s needs an https URL, got %s", opts.tlsDir, opts.url)
 	}
-	return opts, nil
+	return nil
 }
 
 // statusClient is a plain client, or with --tls-dir one that presents the

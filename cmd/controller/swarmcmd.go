@@ -9,10 +9,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strings"
 	"text/tabwriter"
-	"time"
 
 	"github.com/crank-platform/crank-mtls-controller/dockerwatch"
 	"github.com/crank-platform/crank-mtls-controller/swarm"
@@ -67,14 +65,7 @@ func parseSwarmArgs(args []string, stderr io.Writer, getenv func(string) string)
 	fs := flag.NewFlagSet("controller swarm", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	opts := statusOptions{}
-	defURL := getenv(envStatusURL)
-	if defURL == "" {
-		defURL = defaultStatusURL
-	}
-	fs.StringVar(&opts.url, "url", defURL, "controller base URL (env "+envStatusURL+")")
-	fs.StringVar(&opts.output, "o", "table", "output: table or json")
-	fs.StringVar(&opts.tlsDir, "tls-dir", getenv(envStatusTLSDir), "directory with the operator bundle for an mTLS (https) URL (env "+envStatusTLSDir+")")
-	fs.DurationVar(&opts.timeout, "timeout", 10*time.Second, "give up after this long")
+	addConnectionFlags(fs, &opts, getenv)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: controller swarm [--url URL] [-o table|json] [--tls-dir DIR]\n\n"+
 			"Swarm mode: every managed service with its bundle generations and rollout, each task with its node.\n\n")
@@ -83,16 +74,7 @@ func parseSwarmArgs(args []string, stderr io.Writer, getenv func(string) string)
 	if err := fs.Parse(args); err != nil {
 		return opts, err
 	}
-	u, err := url.Parse(opts.url)
-	switch {
-	case fs.NArg() > 0:
-		return opts, fmt.Errorf("unexpected argument %q (flags only; see -h)", fs.Arg(0))
-	case opts.output != "table" && opts.output != "json":
-		return opts, fmt.Errorf("invalid -o %q: want table or json", opts.output)
-	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
-		return opts, fmt.Errorf("invalid --url %q: want http://host:port or https://host:port", opts.url)
-	}
-	return opts, nil
+	return opts, checkConnectionFlags(fs, opts)
 }
 
 func fetchSwarm(opts statusOptions) ([]byte, error) {
