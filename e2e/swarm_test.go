@@ -5,6 +5,7 @@ package e2e
 import (
 	"crypto/rand"
 	"fmt"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -194,10 +195,25 @@ func (s *Swarm) rollover(t *testing.T, api *swarmAPI, f *swarmFigures) {
 // current: same CA, no new generation, every task still at mtls.
 func (s *Swarm) controllerLoss(t *testing.T, api *swarmAPI, f *swarmFigures) {
 	subject := api.summary(t).CASubject
+	// The rollover reports idle at the retire; each service's trust bundle
+	// shrinks in one more generation after that. Wait until the
+	// generations have stood still for a while, every one mounted.
 	gens := map[string]int{}
-	for _, n := range []string{"web", "sampler"} {
-		gens[n] = api.service(t, n).Generation
-	}
+	var stillSince time.Time
+	WaitFor(t, 2*time.Minute, func() (bool, string) {
+		now := map[string]int{}
+		for _, n := range []string{"web", "sampler"} {
+			svc := api.service(t, n)
+			if svc.Mounted != svc.Generation {
+				return false, fmt.Sprintf("%s mounts generation %d of %d", n, svc.Mounted, svc.Generation)
+			}
+			now[n] = svc.Generation
+		}
+		if !maps.Equal(now, gens) {
+			gens, stillSince = now, time.Now()
+		}
+		return time.Since(stillSince) >= 10*time.Second, fmt.Sprintf("generations %v since %s", gens, stillSince.Format(time.StampMilli))
+	})
 	var victim string
 	for _, c := range s.Containers(t, api.controllerID) {
 		if c.State == "running" {

@@ -331,8 +331,11 @@ func TestWatchdogCatchesAHungStreamWhilePingsStillWork(t *testing.T) {
 	})
 	WaitFor(t, 10*time.Second, func() (bool, string) { return w.Ready(), "watcher not ready" })
 
-	if n := proxy.HangEventStreams(); n != 1 {
-		t.Fatalf("got %d event-stream connections stalled, want 1", n)
+	// The watchdog's own bounded events query may be in flight too (a
+	// loaded daemon answers it slowly); stalling it as well changes
+	// nothing, since it times out and the next one goes through.
+	if n := proxy.HangEventStreams(); n < 1 {
+		t.Fatalf("got %d event-stream connections stalled, want the watcher's stream", n)
 	}
 	// Events the daemon publishes now never reach the stream; the
 	// watchdog's query sees them.
