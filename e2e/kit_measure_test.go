@@ -129,7 +129,7 @@ func (s *kitSampler) one(name string, c *Container, b *kitBundle, ip string) (ki
 		}
 	}
 	rec.gen, rec.want = b.gen, b.tlsFP
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	res, err := s.f.h.HTTPGet(ctx, "https://"+net.JoinHostPort(ip, "8443")+"/health", b.cfg)
 	switch {
