@@ -1,6 +1,6 @@
 // Package rotation rolls the controller's CA over without breaking a
 // running stack, and brings the controller back by itself when its CA has
-// expired (issue 6).
+// expired.
 //
 // A rollover has three phases, persisted in the state store's meta under
 // MetaKey so a restart at any step resumes where it was:
