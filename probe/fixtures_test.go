@@ -86,6 +86,10 @@ type serverOpts struct {
 	// onHello runs when a ClientHello arrives; onDone when a handshake
 	// completes. For counting handshakes in flight.
 	onHello, onDone func()
+	// curves are the key exchanges the server accepts; nil is Go's default.
+	curves []tls.CurveID
+	// hello, if set, sees each ClientHello.
+	hello func(*tls.ClientHelloInfo)
 }
 
 type serverOpt func(*serverOpts)
@@ -105,6 +109,10 @@ func withH2Only() serverOpt {
 }
 func withStatus(code int) serverOpt {
 	return withHandler(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(code) }))
+}
+func withCurves(c ...tls.CurveID) serverOpt { return func(o *serverOpts) { o.curves = c } }
+func withHelloInfo(f func(*tls.ClientHelloInfo)) serverOpt {
+	return func(o *serverOpts) { o.hello = f }
 }
 func withHandshakeHooks(hello, done func()) serverOpt {
 	return func(o *serverOpts) { o.onHello, o.onDone = hello, done }
@@ -139,14 +147,22 @@ func (p *pki) tlsServer(t testing.TB, opts ...serverOpt) (int, *x509.Certificate
 		s.Listener = l
 	}
 	s.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, ClientAuth: o.clientAuth, ClientCAs: o.clientCAs,
-		MinVersion: o.minVersion, MaxVersion: o.maxVersion, NextProtos: o.nextProtos}
+		MinVersion: o.minVersion, MaxVersion: o.maxVersion, NextProtos: o.nextProtos, CurvePreferences: o.curves}
 	if o.h2Only {
 		var h2 http.Protocols
 		h2.SetHTTP2(true)
 		s.Config.Protocols = &h2
 	}
-	if o.onHello != nil {
-		s.TLS.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) { o.onHello(); return nil, nil }
+	if o.onHello != nil || o.hello != nil {
+		s.TLS.GetConfigForClient = func(h *tls.ClientHelloInfo) (*tls.Config, error) {
+			if o.onHello != nil {
+				o.onHello()
+			}
+			if o.hello != nil {
+				o.hello(h)
+			}
+			return nil, nil
+		}
 	}
 	if o.onDone != nil {
 		s.TLS.VerifyConnection = func(tls.ConnectionState) error { o.onDone(); return nil }
