@@ -35,6 +35,10 @@ type BundleVolume interface {
 type RecordStore interface {
 	Get(id string) (state.Record, bool, error)
 	Put(r state.Record) error
+	// Note stores a record that differs from the stored one only in what a
+	// crash may lose (a probe's time): readers see it at once, the file
+	// with the next flush.
+	Note(r state.Record) error
 	Delete(id string) error
 	// ListService returns the records of one service's containers, through
 	// an index: its cost follows the service's replicas, not the stack.

@@ -105,16 +105,43 @@ func (r *ContainerReconciler) noteRenewal(p *pass, newLeaves bool) {
 // schedule persists the record and asks to be called again at the
 // earliest of the renewal, the next probe and any pending ladder step.
 func (r *ContainerReconciler) schedule(p *pass) (Result, error) {
-	// A pass that changed nothing (a resync of a settled container) writes
-	// nothing: every write is an fsync.
-	if !p.found || !sameRecord(p.stored, p.rec) {
-		if err := r.Records.Put(p.rec); err != nil {
-			return Result{}, fmt.Errorf("saving state of %s: %w", p.c.Name, err)
-		}
+	if err := r.save(p); err != nil {
+		return Result{}, err
 	}
 	after := max(p.next.Sub(p.now), minRequeue)
 	p.log.Debug("container reconciled", keyGeneration, p.bundle.Generation, keyRequeue, after)
 	return Result{RequeueAfter: after}, nil
+}
+
+// save stores what the pass changed. A pass that changed nothing (a
+// resync of a settled container) writes nothing, and one that only probed
+// a settled container again notes the probe's time: every write is an
+// fsync, and a thousand containers probed every 30 s cannot afford one
+// each.
+func (r *ContainerReconciler) save(p *pass) error {
+	var err error
+	switch {
+	case p.found && sameRecord(p.stored, p.rec):
+	case p.found && sameRecord(p.stored, probeTimesOf(p.rec, p.stored)):
+		// A record deleted since it was read cannot be noted: it is written.
+		if err = r.Records.Note(p.rec); err == nil {
+			break
+		}
+		fallthrough
+	default:
+		err = r.Records.Put(p.rec)
+	}
+	if err != nil {
+		return fmt.Errorf("saving state of %s: %w", p.c.Name, err)
+	}
+	return nil
+}
+
+// probeTimesOf is rec with from's probe time and duration: what rec would
+// be had the probe that changed only those not run.
+func probeTimesOf(rec, from state.Record) state.Record {
+	rec.Level.LastProbeAt, rec.Level.ProbeDuration = from.Level.LastProbeAt, from.Level.ProbeDuration
+	return rec
 }
 
 // warnExpiry logs a WARN once per --expiry-warn threshold that the bundle's

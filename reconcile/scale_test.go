@@ -58,6 +58,38 @@ func TestReconcileDoesNotProbeASettledContainerAgainTooSoon(t *testing.T) {
 	}
 }
 
+func TestReconcileNotesAProbeThatChangedNothingElse(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.now = time.Now() // the volume stamps generations with real time
+	c := f.addRunning()
+	withProbing(f, Production, probe.MTLS, &fakeActions{})
+	mustReconcile(t, f, c.ID) // writes the bundle
+	c.StartedAt = time.Now()
+	f.docker.byID[c.ID] = c
+	f.now = f.now.Add(time.Minute)
+	mustReconcile(t, f, c.ID) // settled at its desired level
+	settled, _, _ := f.records.Get(c.ID)
+	notes := f.records.notes
+	f.now = f.now.Add(30 * time.Second)
+	mustReconcile(t, f, c.ID) // the periodic probe: the same level, plan and bundle
+	if got := f.records.notes - notes; got != 1 {
+		t.Errorf("notes after a probe that changed nothing else: got %d, want 1", got)
+	}
+	rec, _, _ := f.records.Get(c.ID)
+	if !rec.Level.LastProbeAt.Equal(f.now) || rec.ObservedLevel != settled.ObservedLevel {
+		t.Errorf("noted record: probed %v level %q, want probed %v level %q", rec.Level.LastProbeAt, rec.ObservedLevel, f.now, settled.ObservedLevel)
+	}
+	c.StartedAt = f.now // restarted by someone: a new process is news
+	f.docker.byID[c.ID] = c
+	f.now = f.now.Add(time.Second)
+	notes = f.records.notes
+	mustReconcile(t, f, c.ID)
+	if f.records.notes != notes {
+		t.Errorf("a probe of a restarted process was only noted; want it written")
+	}
+}
+
 type fakeArrivals struct{ a dockerwatch.Arrival }
 
 func (f *fakeArrivals) TakeCreated(string) (dockerwatch.Arrival, bool) {

@@ -69,7 +69,7 @@ func (s *Store) ListService(service string) ([]Record, error) {
 	if err != nil {
 		return nil, fmt.Errorf("listing records of service %s: %w", service, err)
 	}
-	return out, nil
+	return s.notes.overlay(out), nil
 }
 
 // buildServiceIndex is the migration from schema version 1, which had no

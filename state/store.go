@@ -29,14 +29,16 @@ type Store struct {
 	now     func() time.Time
 	rebuilt bool
 	cache   recordCache
+	notes   notes
 }
 
-// Close releases the file and its lock.
+// Close writes what was noted and releases the file and its lock.
 func (s *Store) Close() error {
+	flushErr := s.Flush()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("closing state store %s: %w", s.path, err)
 	}
-	return nil
+	return flushErr
 }
 
 // Rebuilt reports whether Open found the previous file unusable, moved it
@@ -51,6 +53,9 @@ func (s *Store) Path() string { return s.path }
 // so the caller rebuilds it from Docker and the next Put replaces the bad
 // bytes. Nothing is deleted here.
 func (s *Store) Get(id string) (Record, bool, error) {
+	if r, ok := s.notes.get(id); ok {
+		return r, true, nil
+	}
 	var raw []byte
 	err := s.db.View(func(tx *bolt.Tx) error {
 		if v := tx.Bucket(bucketContainers).Get([]byte(id)); v != nil {
@@ -81,11 +86,12 @@ func (s *Store) Put(r Record) error {
 	}
 	r.enforceCaps()
 	r.UpdatedAt = s.now()
-	raw, err := json.Marshal(r)
+	raw, err := marshalRecord(r)
 	if err != nil {
-		return fmt.Errorf("encoding record %s: %w", r.ContainerID, err)
+		return err
 	}
 	err = s.db.Update(func(tx *bolt.Tx) error {
+		s.notes.drop(r.ContainerID)
 		recs := tx.Bucket(bucketContainers)
 		if err := indexPut(tx, r.ContainerID, r.Service, recs.Get([]byte(r.ContainerID))); err != nil {
 			return err
@@ -103,6 +109,7 @@ func (s *Store) Put(r Record) error {
 // missing record is not an error.
 func (s *Store) Delete(id string) error {
 	err := s.db.Update(func(tx *bolt.Tx) error {
+		s.notes.drop(id)
 		recs := tx.Bucket(bucketContainers)
 		if err := indexDelete(tx, id, recs.Get([]byte(id))); err != nil {
 			return err
@@ -121,7 +128,7 @@ func (s *Store) Delete(id string) error {
 // Undecodable lists them.
 func (s *Store) List() ([]Record, error) {
 	if out, ok := s.cache.list(); ok {
-		return out, nil
+		return s.notes.overlay(out), nil
 	}
 	v := s.cache.version()
 	var out []Record
@@ -140,7 +147,16 @@ func (s *Store) List() ([]Record, error) {
 		return nil, fmt.Errorf("listing records: %w", err)
 	}
 	s.cache.fill(v, out)
-	return out, nil
+	return s.notes.overlay(out), nil
+}
+
+// marshalRecord is a record as stored.
+func marshalRecord(r Record) ([]byte, error) {
+	raw, err := json.Marshal(r)
+	if err != nil {
+		return nil, fmt.Errorf("encoding record %s: %w", r.ContainerID, err)
+	}
+	return raw, nil
 }
 
 // Undecodable returns the IDs of records that don't decode, ordered. It
