@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -42,6 +44,7 @@ type Config struct {
 
 	Watchdog          time.Duration
 	ListenMTLS        string
+	PprofListen       string
 	OperatorDir       string
 	Mode              reconcile.Mode
 	ProbeInterval     time.Duration
@@ -90,6 +93,7 @@ var flagDefs = []flagDef{
 	{"renew-fraction", "CRANK_RENEW_FRACTION", "0.6667", "renew a leaf after this fraction of its lifetime (0 < f < 1)"},
 	{"shutdown-timeout", "CRANK_SHUTDOWN_TIMEOUT", "10s", "how long a graceful shutdown may take before the process exits anyway"},
 	{"listen-mtls", "CRANK_LISTEN_MTLS", "", "if set, serve the status API and dashboard here over mTLS with our CA (and not on --listen); clients use --operator-dir's bundle"},
+	{"pprof-listen", "CRANK_PPROF_LISTEN", "", "if set, serve Go's runtime profiles (net/http/pprof) here; a loopback address only, such as 127.0.0.1:6060"},
 	{"operator-dir", "CRANK_OPERATOR_DIR", "", "where the operator client bundle for --listen-mtls is written; default <state-dir>/operator"},
 	{"watchdog-interval", "CRANK_WATCHDOG_INTERVAL", "30s", "how often the event stream watchdog pings Docker and checks for events the stream missed"},
 	{"mode", "CRANK_MODE", "enforce", "enforce (restart, signal, relabel) or observe (log the plan, change no container): the rollback switch"},
@@ -179,6 +183,7 @@ func (p *parser) core() Config {
 		RenewFraction: p.fraction("renew-fraction"),
 		Shutdown:      p.duration("shutdown-timeout", time.Second),
 		ListenMTLS:    p.str("listen-mtls"),
+		PprofListen:   p.loopback("pprof-listen"),
 		OperatorDir:   p.str("operator-dir"),
 		Watchdog:      p.duration("watchdog-interval", 100*time.Millisecond),
 	}
@@ -273,6 +278,24 @@ func (p *parser) fail(name string, err error) {
 }
 
 func (p *parser) str(name string) string { return strings.TrimSpace(*p.vals[name]) }
+
+// loopback reads an optional listen address that must be on loopback:
+// what it serves shows the process's insides to whoever connects.
+func (p *parser) loopback(name string) string {
+	v := p.str(name)
+	if v == "" {
+		return ""
+	}
+	host, _, err := net.SplitHostPort(v)
+	if err != nil {
+		p.fail(name, err)
+		return ""
+	}
+	if ip, err := netip.ParseAddr(host); host != "localhost" && (err != nil || !ip.IsLoopback()) {
+		p.fail(name, fmt.Errorf("%q is not a loopback address (127.0.0.1, ::1 or localhost)", host))
+	}
+	return v
+}
 
 func (p *parser) nonEmpty(name string) string {
 	v := p.str(name)

@@ -47,6 +47,24 @@ func TestParseConfig(t *testing.T) {
 		"should reject an unknown environment naming flag and variable": {
 			env: map[string]string{"CRANK_ENVIRONMENT": "staging"}, wantErr: "invalid --environment (env CRANK_ENVIRONMENT)",
 		},
+		"should accept a loopback profile address": {
+			env: map[string]string{"CRANK_PPROF_LISTEN": "127.0.0.1:6060"},
+			check: func(t *testing.T, c Config) {
+				if c.PprofListen != "127.0.0.1:6060" {
+					t.Errorf("got %q, want 127.0.0.1:6060", c.PprofListen)
+				}
+			},
+		},
+		"should accept localhost and ::1 for profiles": {args: []string{"--pprof-listen", "[::1]:0"}},
+		"should refuse profiles on every interface": {
+			args: []string{"--pprof-listen", ":6060"}, wantErr: "invalid --pprof-listen (env CRANK_PPROF_LISTEN): \"\" is not a loopback address",
+		},
+		"should refuse profiles on a routable address": {
+			args: []string{"--pprof-listen", "10.0.0.1:6060"}, wantErr: "is not a loopback address",
+		},
+		"should refuse a profile address without a port": {
+			args: []string{"--pprof-listen", "127.0.0.1"}, wantErr: "missing port",
+		},
 		"should reject a certs root equal to the state dir": {
 			args: []string{"--certs-root", "/x", "--state-dir", "/x"}, wantErr: "CA key must never be in the shared volume",
 		},

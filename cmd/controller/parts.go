@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -86,6 +87,10 @@ func (p *parts) open(ctx context.Context, onClose func(func())) error {
 // state's records.
 const sweepEvery = 12
 
+// noteFlushEvery is how often records noted in memory (a probe's time,
+// nothing a crash may not lose) are written to the state file.
+const noteFlushEvery = 10 * time.Second
+
 // components builds every long-running part, in the order they start.
 func (p *parts) components() ([]component, error) {
 	rec := p.reconciler()
@@ -109,6 +114,7 @@ func (p *parts) components() ([]component, error) {
 	comps := []component{
 		{"controller", ctrl.Start}, {"ca-rotation", rot.Start}, {"records", sweeper.Start},
 		{"identity-requests", idReq.Start}, {"watcher", watcher.Start},
+		{"records-flush", func(ctx context.Context) error { return p.store.FlushEvery(ctx, noteFlushEvery) }},
 	}
 	return p.servers(comps, watcher, p.statusHandler(rot))
 }
@@ -128,6 +134,13 @@ func (p *parts) servers(comps []component, ready readiness, statusHandler http.H
 		// healthcheck and Prometheus.
 		plainStatus = nil
 	}
+	if p.cfg.PprofListen != "" {
+		c, err := p.pprofServer()
+		if err != nil {
+			return nil, err
+		}
+		comps = append(comps, c)
+	}
 	srv := newHTTPServer(newMux(p.reg, ready, plainStatus), defaultServerLimits)
 	ln, err := net.Listen("tcp", p.cfg.Listen)
 	if err != nil {
@@ -135,6 +148,27 @@ func (p *parts) servers(comps []component, ready readiness, statusHandler http.H
 	}
 	p.log.Info("serving health and metrics", keyListen, ln.Addr().String())
 	return append(comps, component{"http", func(ctx context.Context) error { return serveUntil(ctx, srv, ln) }}), nil
+}
+
+// pprofServer serves Go's runtime profiles on --pprof-listen, which the
+// configuration holds to loopback. Its write timeout leaves room for a
+// 60 s CPU profile.
+func (p *parts) pprofServer() (component, error) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	limits := defaultServerLimits
+	limits.WriteTimeout = 2 * time.Minute
+	srv := newHTTPServer(mux, limits)
+	ln, err := net.Listen("tcp", p.cfg.PprofListen)
+	if err != nil {
+		return component{}, fmt.Errorf("listening on %s: %w", p.cfg.PprofListen, err)
+	}
+	p.log.Info("serving runtime profiles", keyListen, ln.Addr().String())
+	return component{"pprof", func(ctx context.Context) error { return serveUntil(ctx, srv, ln) }}, nil
 }
 
 // serveUntil serves on ln until ctx ends, then shuts srv down.
