@@ -23,6 +23,7 @@ type stormSpec struct {
 	networks                  []string
 	labels                    map[string]string // the harness's, for cleanup
 	n                         int
+	idle                      int // containers of the idle phase before the storm
 }
 
 // stormConcurrency is how many create (then start) calls are in flight.
@@ -84,7 +85,9 @@ func (m *stormMade) ids() []string {
 // for it. Each container is its own compose service, so each gets its own
 // bundle.
 func createStorm(ctx context.Context, h *Harness, spec stormSpec, made *stormMade) error {
-	err := inParallel(ctx, spec.n, func(i int) error { return createOne(ctx, h, spec, i, made) })
+	err := inParallel(ctx, spec.n, func(i int) error {
+		return createOne(ctx, h, spec, fmt.Sprintf("s%04d", i), i, made)
+	})
 	if err != nil {
 		return err
 	}
@@ -138,8 +141,9 @@ feed:
 	return err
 }
 
-func createOne(ctx context.Context, h *Harness, spec stormSpec, i int, made *stormMade) error {
-	service := fmt.Sprintf("s%04d", i)
+// createOne creates the container of one compose service, on the network
+// that holds the run's slot-th container.
+func createOne(ctx context.Context, h *Harness, spec stormSpec, service string, slot int, made *stormMade) error {
 	name := spec.project + "-" + service + "-1"
 	labels := maps.Clone(spec.labels)
 	labels[LabelComposeProject] = spec.project
@@ -153,7 +157,7 @@ func createOne(ctx context.Context, h *Harness, spec stormSpec, i int, made *sto
 	hostCfg := &container.HostConfig{Mounts: []mount.Mount{
 		{Type: mount.TypeBind, Source: spec.certsRoot, Target: "/certs", ReadOnly: true}}}
 	netCfg := &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
-		spec.networks[i/maxPerNetwork]: {Aliases: []string{service}}}}
+		spec.networks[slot/maxPerNetwork]: {Aliases: []string{service}}}}
 	cctx, cancel := context.WithTimeout(ctx, dockerCall)
 	defer cancel()
 	resp, err := h.Docker.ContainerCreate(cctx, cfg, hostCfg, netCfg, nil, name)
@@ -164,6 +168,89 @@ func createOne(ctx context.Context, h *Harness, spec stormSpec, i int, made *sto
 	return nil
 }
 
+// measureIdle creates spec.idle containers one at a time, each only once the
+// previous one's bundle has landed and idlePause has passed, so every create
+// finds the controller idle. The containers are never started: a create is
+// what the controller issues on. They are removed at the end and the
+// controller left to settle, so the storm and the restarts that follow see
+// the same engine and the same N as without this phase.
+func measureIdle(ctx context.Context, t *testing.T, h *Harness, ctl *hostController, made *stormMade, spec stormSpec) idleFigures {
+	t.Helper()
+	if spec.idle == 0 {
+		return idleFigures{}
+	}
+	watch, err := watchBundles(ctl.certsRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer watch.close()
+	creates := recordCreates(h.Docker, spec.project, time.Now().Add(-time.Second))
+	defer creates.close()
+	settle(ctl)
+	for i := range spec.idle {
+		if err := createIdle(ctx, h, spec, i, made, watch); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(idlePause) // pacing, not a wait for a condition
+	}
+	landed, err := watch.waitAll(ctx, made.services())
+	if err != nil {
+		t.Fatal(err)
+	}
+	events, err := creates.waitAll(ctx, made.ids())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all stormFigures
+	all.collect(made, landed, events)
+	f := idleFigures{createToBundle: all.createToBundle, eventToBundle: all.eventToBundle,
+		histogram: readEventToBundle(ctl)}
+	made.remove(t, h)
+	settle(ctl)
+	return f
+}
+
+// idlePause follows each idle container's bundle, so the controller has
+// finished what that container gave it before the next create.
+const idlePause = 300 * time.Millisecond
+
+// settle waits until the controller has been quiet for a while (see
+// quietAfter), at most stormSettle.
+func settle(ctl *hostController) {
+	now := time.Since(ctl.started)
+	waitQuiet(ctl, now, now+stormSettle)
+}
+
+// createIdle creates the i-th container of the idle phase, as its own
+// service (idle000, …) on the slots after the storm's, and waits for its
+// bundle.
+func createIdle(ctx context.Context, h *Harness, spec stormSpec, i int, made *stormMade, watch *bundleWatch) error {
+	service := fmt.Sprintf("idle%03d", i)
+	if err := createOne(ctx, h, spec, service, spec.n+i, made); err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, idleBundleWait)
+	defer cancel()
+	if _, err := watch.waitAll(wctx, []string{service}); err != nil {
+		return fmt.Errorf("bundle of %s: %w", service, err)
+	}
+	return nil
+}
+
+// idleBundleWait bounds the wait for one idle container's bundle, which an
+// idle controller writes in milliseconds.
+const idleBundleWait = 30 * time.Second
+
+// take returns the containers made so far and forgets them, so each is
+// removed once however many times remove runs.
+func (m *stormMade) take() []stormContainer {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cs := m.cs
+	m.cs = nil
+	return cs
+}
+
 // remove stops the storm's containers and then removes them,
 // stormConcurrency at a time; the test scope's sweep, which removes one at
 // a time, then finds nothing left.
@@ -171,7 +258,10 @@ func (m *stormMade) remove(t *testing.T, h *Harness) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	start := time.Now()
-	cs := m.all()
+	cs := m.take()
+	if len(cs) == 0 {
+		return
+	}
 	var mu sync.Mutex
 	var errs []error
 	_ = inParallel(ctx, len(cs), func(i int) error {

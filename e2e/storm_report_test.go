@@ -10,6 +10,7 @@ import (
 	"math"
 	"os/exec"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -20,9 +21,10 @@ import (
 type stormRow struct {
 	N          int
 	controller string // its label
+	idle       idleFigures
 	storm      stormFigures
 	status     statusFigures
-	product    []histogramQuantiles // none while the controller exports none
+	product    []histogramQuantiles // the storm's share; none while the controller exports none
 	restart    restartFigures
 	errors     int    // ERROR lines the controller logged over the storm
 	load       string // 1-minute load average at the start
@@ -42,6 +44,13 @@ type stormFigures struct {
 	window         time.Duration // that span
 	peakRSS        int64         // VmHWM
 	steady         time.Duration // CPU over the probe interval after the storm
+}
+
+// idleFigures are the latencies of the idle phase: see measureIdle.
+type idleFigures struct {
+	createToBundle []time.Duration
+	eventToBundle  []time.Duration
+	histogram      histogramBuckets // the controller's, as the phase ended
 }
 
 func (f *stormFigures) collect(made *stormMade, landed, events map[string]time.Time) {
@@ -87,15 +96,20 @@ type histogramQuantiles struct {
 	count    float64
 }
 
-// productEventToBundle reads the controller's own event → bundle histogram
-// from /metrics, if it exports one: every series of each histogram whose
-// name mentions both an event and a bundle, in name order.
-func productEventToBundle(ctl *hostController) []histogramQuantiles {
+// histogramBuckets are the buckets of the controller's event → bundle
+// histograms: series (name{labels}, without le) → le → cumulative count.
+type histogramBuckets map[string]map[float64]float64
+
+// readEventToBundle reads the controller's own event → bundle histograms
+// from /metrics, if it exports any: every series of each histogram whose
+// name mentions both an event and a bundle. It is nil when /metrics cannot
+// be read.
+func readEventToBundle(ctl *hostController) histogramBuckets {
 	code, body, _, err := ctl.get("/metrics")
 	if err != nil || code != 200 {
 		return nil
 	}
-	buckets := map[string]map[float64]float64{} // series → le → cumulative count
+	buckets := histogramBuckets{}
 	sc := bufio.NewScanner(bytes.NewReader(body))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
@@ -108,9 +122,27 @@ func productEventToBundle(ctl *hostController) []histogramQuantiles {
 		}
 		buckets[series][le] = v
 	}
+	return buckets
+}
+
+// minus is what was observed since base was read from the same process.
+func (b histogramBuckets) minus(base histogramBuckets) histogramBuckets {
+	out := histogramBuckets{}
+	for series, counts := range b {
+		out[series] = map[float64]float64{}
+		for le, v := range counts {
+			out[series][le] = v - base[series][le]
+		}
+	}
+	return out
+}
+
+// quantiles estimates each series' quantiles, in series order; series with
+// no observations are left out.
+func (b histogramBuckets) quantiles() []histogramQuantiles {
 	var out []histogramQuantiles
-	for series, b := range buckets {
-		if q, ok := quantilesOf(series, b); ok {
+	for series, counts := range b {
+		if q, ok := quantilesOf(series, counts); ok {
 			out = append(out, q)
 		}
 	}
@@ -178,11 +210,21 @@ func quantilesOf(series string, b map[float64]float64) (histogramQuantiles, bool
 
 // summary is one log line per N, for following a long run.
 func (r stormRow) summary() string {
-	return fmt.Sprintf("create→bundle p50 %s p99 %s, event→bundle p50 %s p99 %s, CPU %s/container, peak RSS %s, ready %s, resync CPU %s, took %s",
+	return fmt.Sprintf("idle event→bundle p99 %s, create→bundle p50 %s p99 %s, event→bundle p50 %s p99 %s, "+
+		"CPU %s/container, peak RSS %s, ready %s, resync CPU %s, took %s",
+		quantileOr(r.idle.eventToBundle, 0.99),
 		ms(percentile(r.storm.createToBundle, 0.5)), ms(percentile(r.storm.createToBundle, 0.99)),
 		ms(percentile(r.storm.eventToBundle, 0.5)), ms(percentile(r.storm.eventToBundle, 0.99)),
-		ms(r.storm.cpu/time.Duration(r.N)), mib(r.storm.peakRSS), ms(r.restart.ready),
-		secs(r.restart.withResync-r.restart.baseline), r.wall.Round(time.Second))
+		ms(r.storm.cpu/time.Duration(r.N)), mib(r.storm.peakRSS),
+		ms(r.restart.ready), secs(r.restart.withResync-r.restart.baseline), r.wall.Round(time.Second))
+}
+
+// quantileOr is the p-quantile of ds, or "none" if ds is empty.
+func quantileOr(ds []time.Duration, p float64) string {
+	if len(ds) == 0 {
+		return "none"
+	}
+	return ms(percentile(ds, p))
 }
 
 // stormConditions describes the run: what was measured, on what.
@@ -219,28 +261,64 @@ func renderStorm(conditions string, rows []stormRow, wall time.Duration) string 
 	fmt.Fprintf(&b, "- controller on the host, observe mode, probe interval %s, default workers; one compose project, one service per container; "+
 		"all N created, then all started, %d calls in flight\n", stormProbeInterval, stormConcurrency)
 	fmt.Fprintf(&b, "- whole run: %s\n\n", wall.Round(time.Second))
-	b.WriteString("| N | controller | create → bundle p50 / p99 | event → bundle p50 / p99 | event → bundle, controller's histogram p50 / p99 | CPU per container | steady CPU per container per 30 s | peak RSS | ready after restart | CPU in 5 s after restart | resync CPU | status API time / size | last create → last bundle | ERROR lines |\n")
+	renderStormTable(&b, rows)
+	renderIdleTable(&b, rows)
+	renderDetails(&b, rows)
+	b.WriteString(stormLegend)
+	return b.String()
+}
+
+func renderStormTable(b *strings.Builder, rows []stormRow) {
+	b.WriteString("| N | controller | create → bundle p50 / p99 | event → bundle p50 / p99 | event → bundle, controller's histogram p50 / p99 | " +
+		"CPU per container | steady CPU per container per 30 s | " +
+		"peak RSS | ready after restart | CPU in 5 s after restart | resync CPU | status API time / size | last create → last bundle | ERROR lines |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
-		s := r.storm
-		fmt.Fprintf(&b, "| %d | %s | %s / %s | %s / %s | %s | %s | %s | %s | %s | %s | %s | %s / %s | %s | %d |\n", r.N, r.controller,
+		s, n := r.storm, time.Duration(r.N)
+		fmt.Fprintf(b, "| %d | %s | %s / %s | %s / %s | %s | %s | %s | %s | %s | %s | %s | %s / %s | %s | %d |\n", r.N, r.controller,
 			ms(percentile(s.createToBundle, 0.5)), ms(percentile(s.createToBundle, 0.99)),
 			ms(percentile(s.eventToBundle, 0.5)), ms(percentile(s.eventToBundle, 0.99)),
-			productCell(r.product), ms(s.cpu/time.Duration(r.N)), ms(s.steady/time.Duration(r.N)), mib(s.peakRSS),
+			productCell(r.product), ms(s.cpu/n), ms(s.steady/n), mib(s.peakRSS),
 			secs(r.restart.ready), secs(r.restart.cpu5s), secs(r.restart.withResync-r.restart.baseline),
 			ms(r.status.median), kib(r.status.size), ms(s.lastBundle.Sub(s.lastCreate)), r.errors)
 	}
+}
+
+// renderIdleTable is the idle phase's latencies, one row per storm.
+func renderIdleTable(b *strings.Builder, rows []stormRow) {
+	if !slices.ContainsFunc(rows, func(r stormRow) bool { return len(r.idle.eventToBundle) > 0 }) {
+		b.WriteString("\nIdle phase: off (STORM_IDLE=0).\n")
+		return
+	}
+	fmt.Fprintf(b, "\nIdle: before each storm, containers created one at a time, each once the previous one's bundle landed and %s more:\n\n", idlePause)
+	b.WriteString("| N | controller | idle containers | create → bundle p50 / p99 / max | event → bundle p50 / p99 / max | event → bundle, controller's histogram p50 / p99 |\n")
+	b.WriteString("|---|---|---|---|---|---|\n")
+	for _, r := range rows {
+		fmt.Fprintf(b, "| %d | %s | %d | %s | %s | %s |\n", r.N, r.controller, len(r.idle.eventToBundle),
+			spread(r.idle.createToBundle), spread(r.idle.eventToBundle), productCell(r.idle.histogram.quantiles()))
+	}
+}
+
+// spread is p50 / p99 / max of ds.
+func spread(ds []time.Duration) string {
+	if len(ds) == 0 {
+		return "none"
+	}
+	return fmt.Sprintf("%s / %s / %s", ms(percentile(ds, 0.5)), ms(percentile(ds, 0.99)), ms(percentile(ds, 1)))
+}
+
+func renderDetails(b *strings.Builder, rows []stormRow) {
 	b.WriteString("\nDetails:\n\n")
 	for _, r := range rows {
 		s, rs := r.storm, r.restart
-		fmt.Fprintf(&b, "- N=%d, %s: storm CPU %s over %s (first create → queue drained; first create → last bundle %s, → last start %s); "+
+		fmt.Fprintf(b, "- N=%d, %s: storm CPU %s over %s (first create → queue drained; first create → last bundle %s, → last start %s); "+
 			"restart's pass drained in %s, using %s of CPU; resync at R=%s, window [R-2s, R+%s]: %s with the resync, %s without; "+
-			"status API max %s; controller's histogram: %s; load %s and %d other containers at the start; took %s\n",
-			r.N, r.controller, secs(s.cpu), secs(s.window), secs(s.lastBundle.Sub(s.start)), secs(s.lastStart.Sub(s.start)), secs(rs.drain), secs(rs.drainCPU), rs.resyncAt, rs.resyncWindow,
-			secs(rs.withResync), secs(rs.baseline), ms(r.status.max), productName(r.product), r.load, r.others, r.wall.Round(time.Second))
+			"status API max %s; controller's histogram: %s (storm), %s (idle); load %s and %d other containers at the start; took %s\n",
+			r.N, r.controller, secs(s.cpu), secs(s.window), secs(s.lastBundle.Sub(s.start)), secs(s.lastStart.Sub(s.start)),
+			secs(rs.drain), secs(rs.drainCPU), rs.resyncAt, rs.resyncWindow,
+			secs(rs.withResync), secs(rs.baseline), ms(r.status.max), productName(r.product), productName(r.idle.histogram.quantiles()),
+			r.load, r.others, r.wall.Round(time.Second))
 	}
-	b.WriteString(stormLegend)
-	return b.String()
 }
 
 // productCell is the controller's own histogram, one series after another.
@@ -285,6 +363,7 @@ How each figure is taken:
 - CPU per container: the controller process's utime+stime (/proc/<pid>/stat) from the first create until its queue drained (under a tenth of a core for 1 s), divided by N. Peak RSS: VmHWM at that moment. The engine here starts a few containers a second, so a storm of 1,000 lasts several probe intervals and its CPU includes probes of the containers already running: steady CPU per container is the CPU of the probe interval right after the storm, divided by N, to tell the two apart.
 - ready after restart: SIGTERM, a new process over the same state, time from its start to the first /readyz 200. CPU in 5 s: the new process's CPU in its first 5 s.
 - resync CPU: the controller is restarted twice more with probes an hour apart (so none fall in the window), identically except that the second has a resync interval R just after the restart's pass over every container drained; resync CPU is the second's CPU minus the first's over the same window around R (both measured from readiness), so the restart's own work cancels out. It is whatever the controller does when its resync interval comes round, the first time after a start. The details give both figures, so the noise can be judged, and the CPU of the restart's own pass.
+- idle: before each storm, once the controller has been quiet for 1 s, containers (services idle000, …, never started: the create is what the controller issues on) are created one at a time, each once the previous one's bundle landed and 300 ms more, so every create finds the controller idle. create → bundle and event → bundle are taken as in the storm. The idle containers are then removed and the controller left to settle, so the storm has the same N and the same engine as without them. The controller's histogram in that table is what it counted by the end of the phase; in the first table it is what it counted by the end of the storm less that, the storm's alone.
 - status API: GET /api/v1/status over loopback on a new connection, median of 7 after the storm.
 `
 

@@ -20,10 +20,12 @@ import (
 // only when STORM_N is set to a comma-separated list of container counts
 // (e.g. STORM_N=100,500,1000), so `make e2e` skips it. For each N, in one
 // compose project: start the controller on the host in observe mode with a
-// fresh state dir and certs root, create N testservice containers and then
-// start them, 8 calls at a time, measure, restart the controller three times, and
-// remove everything. The table goes to STORM_OUT (default bench-storm.md
-// at the module root) and to the test log.
+// fresh state dir and certs root, create STORM_IDLE containers (default 50,
+// 0 for none) one at a time against the idle controller and remove them,
+// create N testservice containers and then start them, 8 calls at a time,
+// measure, restart the controller three times, and remove everything. The
+// table goes to STORM_OUT (default bench-storm.md at the module root) and to
+// the test log.
 //
 // STORM_CONTROLLER may name several binaries (label=path,label=path): each
 // N is then run with each in turn, so a change is measured against its
@@ -34,17 +36,18 @@ import (
 // column means.
 func TestStorm(t *testing.T) {
 	sizes := stormSizes(t)
+	idle := stormIdle(t)
 	h := H(t)
 	ctls := stormControllers(t, h)
-	img := h.ServiceImage(t)
-	nets := newStormNetworks(t, h, slices.Max(sizes))
+	plan := stormPlan{image: h.ServiceImage(t), idle: idle}
+	plan.networks = newStormNetworks(t, h, slices.Max(sizes)+idle)
 	began := time.Now()
 	var rows []stormRow
 run:
 	for _, n := range sizes {
 		for _, c := range ctls {
 			ok := t.Run(fmt.Sprintf("N=%d/%s", n, c.label), func(t *testing.T) {
-				row := runStorm(t, h, c.path, img, nets, n)
+				row := runStorm(t, h, c.path, plan, n)
 				row.controller = c.label
 				rows = append(rows, row)
 			})
@@ -88,6 +91,35 @@ func stormSizes(t *testing.T) []int {
 // maxStormN keeps a typo from starting a storm the engine cannot hold.
 const maxStormN = 5000
 
+// stormIdle parses STORM_IDLE, the number of containers of each storm's
+// idle phase.
+func stormIdle(t *testing.T) int {
+	t.Helper()
+	raw := os.Getenv("STORM_IDLE")
+	if raw == "" {
+		return defaultStormIdle
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(raw))
+	if err != nil || n < 0 || n > maxStormIdle {
+		t.Fatalf("STORM_IDLE=%q: want a container count from 0 (no idle phase) to %d", raw, maxStormIdle)
+	}
+	return n
+}
+
+const (
+	defaultStormIdle = 50
+	// maxStormIdle keeps the phase, at roughly half a second a container,
+	// to minutes.
+	maxStormIdle = 1000
+)
+
+// stormPlan is what every storm of the run shares.
+type stormPlan struct {
+	image    string
+	networks []string // enough for the largest N plus the idle phase
+	idle     int
+}
+
 // stormController is one controller binary the storm runs.
 type stormController struct{ label, path string }
 
@@ -116,16 +148,20 @@ func stormControllers(t *testing.T, h *Harness) []stormController {
 	return out
 }
 
-// runStorm measures one storm of n containers and removes it.
-func runStorm(t *testing.T, h *Harness, bin, img string, nets []string, n int) stormRow {
+// runStorm measures one idle phase and one storm of n containers, and
+// removes them.
+func runStorm(t *testing.T, h *Harness, bin string, plan stormPlan, n int) stormRow {
 	began := time.Now()
-	ctx, cancel := context.WithTimeout(t.Context(), stormBudget(n))
+	ctx, cancel := context.WithTimeout(t.Context(), stormBudget(n, plan.idle))
 	defer cancel()
 	project := h.Project(t)
-	var made stormMade
+	var made, idleMade stormMade
 	// Registered before the controller's stop, so it runs after it: the
 	// controller must not spend the removal reconciling destroy events.
-	t.Cleanup(func() { made.remove(t, h) })
+	t.Cleanup(func() {
+		idleMade.remove(t, h)
+		made.remove(t, h)
+	})
 	ctl, err := newHostController(bin, t.TempDir(), project)
 	if err != nil {
 		t.Fatal(err)
@@ -141,11 +177,16 @@ func runStorm(t *testing.T, h *Harness, bin, img string, nets []string, n int) s
 		t.Fatal(err)
 	}
 
-	row := stormRow{N: n, load: hostLoad(), others: otherContainers(h)}
-	storm := measureStorm(ctx, t, h, ctl, &made, stormSpec{image: img, project: project, networks: nets, n: n})
-	row.storm = storm
+	row := stormRow{N: n, others: otherContainers(h)}
+	spec := stormSpec{image: plan.image, project: project, networks: plan.networks, n: n, idle: plan.idle,
+		certsRoot: ctl.certsRoot, labels: h.labels(t, "service")}
+	row.idle = measureIdle(ctx, t, h, ctl, &idleMade, spec)
+	row.load = hostLoad()
+	row.storm = measureStorm(ctx, t, h, ctl, &made, spec)
 	row.status = measureStatus(t, ctl)
-	row.product = productEventToBundle(ctl)
+	// The histogram counts since the process started: the idle phase's
+	// observations are taken out, so this is the storm's alone.
+	row.product = readEventToBundle(ctl).minus(row.idle.histogram).quantiles()
 	row.errors = ctl.errorLines()
 	row.restart = measureRestarts(t, ctl)
 	row.wall = time.Since(began)
@@ -156,10 +197,11 @@ func runStorm(t *testing.T, h *Harness, bin, img string, nets []string, n int) s
 // maxPerNetwork stays under a Linux bridge's 1,024 ports.
 const maxPerNetwork = 1000
 
-// stormBudget bounds one storm: generous, since the engine on two cores
-// starts roughly ten containers a second.
-func stormBudget(n int) time.Duration {
-	return 5*time.Minute + time.Duration(n)*500*time.Millisecond
+// stormBudget bounds one idle phase and storm: generous, since the engine
+// on two cores starts a few containers a second, and each idle container
+// takes its create, its bundle and idlePause.
+func stormBudget(n, idle int) time.Duration {
+	return 5*time.Minute + time.Duration(n)*500*time.Millisecond + time.Duration(idle)*2*time.Second
 }
 
 // measureStorm creates and starts the containers, waits for every bundle,
@@ -175,7 +217,6 @@ func measureStorm(ctx context.Context, t *testing.T, h *Harness, ctl *hostContro
 	creates := recordCreates(h.Docker, spec.project, start.Add(-time.Second))
 	defer creates.close()
 	cpu0 := ctl.cpu.now()
-	spec.certsRoot, spec.labels = ctl.certsRoot, h.labels(t, "service")
 	if err := createStorm(ctx, h, spec, made); err != nil {
 		t.Fatal(err)
 	}

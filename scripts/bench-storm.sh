@@ -6,6 +6,9 @@
 #   BASE  a commit to measure side by side: its controller is built from an
 #         export of that commit, and each N runs with it and then with
 #         bin/controller, in one run under the same load
+#   STORM_IDLE  containers created one at a time against the idle controller
+#         before each storm, for event → bundle off the storm (default 50;
+#         0 for none)
 #
 # The table goes to bench-storm.md (STORM_OUT to change it).
 set -euo pipefail
@@ -21,5 +24,5 @@ if [[ -n "${BASE:-}" ]]; then
   (cd "$src" && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$root/bin/controller-$base" ./cmd/controller)
   ctls="$base=$root/bin/controller-$base,$ctls"
 fi
-echo "bench-storm: N=$N controllers: $ctls"
+echo "bench-storm: N=$N STORM_IDLE=${STORM_IDLE:-default} controllers: $ctls"
 STORM_N=$N STORM_CONTROLLER=$ctls go test -tags e2e -count=1 -run '^TestStorm$' -timeout 180m -v ./e2e/
