@@ -44,6 +44,7 @@ type stormFigures struct {
 	window         time.Duration // that span
 	peakRSS        int64         // VmHWM
 	steady         time.Duration // CPU over the probe interval after the storm
+	running        time.Duration // the containers' running times inside the window, summed
 }
 
 // idleFigures are the latencies of the idle phase: see measureIdle.
@@ -51,6 +52,27 @@ type idleFigures struct {
 	createToBundle []time.Duration
 	eventToBundle  []time.Duration
 	histogram      histogramBuckets // the controller's, as the phase ended
+}
+
+// runningWithin sums, over cs, the time each ran from its start until end.
+func runningWithin(cs []stormContainer, end time.Time) time.Duration {
+	var sum time.Duration
+	for _, c := range cs {
+		if !c.started.IsZero() && c.started.Before(end) {
+			sum += end.Sub(c.started)
+		}
+	}
+	return sum
+}
+
+// probesExcluded is the storm's CPU less an estimate of its periodic
+// probes: the steady CPU per container of one probe interval, times the
+// number of probe intervals the containers ran inside the window, summed
+// over containers. It is never below zero.
+func (f stormFigures) probesExcluded(n int) time.Duration {
+	intervals := float64(f.running) / float64(stormProbeInterval)
+	probes := time.Duration(float64(f.steady) / float64(n) * intervals)
+	return max(0, f.cpu-probes)
 }
 
 func (f *stormFigures) collect(made *stormMade, landed, events map[string]time.Time) {
@@ -211,11 +233,11 @@ func quantilesOf(series string, b map[float64]float64) (histogramQuantiles, bool
 // summary is one log line per N, for following a long run.
 func (r stormRow) summary() string {
 	return fmt.Sprintf("idle event→bundle p99 %s, create→bundle p50 %s p99 %s, event→bundle p50 %s p99 %s, "+
-		"CPU %s/container, peak RSS %s, ready %s, resync CPU %s, took %s",
+		"CPU %s/container (%s net of periodic probes), peak RSS %s, ready %s, resync CPU %s, took %s",
 		quantileOr(r.idle.eventToBundle, 0.99),
 		ms(percentile(r.storm.createToBundle, 0.5)), ms(percentile(r.storm.createToBundle, 0.99)),
 		ms(percentile(r.storm.eventToBundle, 0.5)), ms(percentile(r.storm.eventToBundle, 0.99)),
-		ms(r.storm.cpu/time.Duration(r.N)), mib(r.storm.peakRSS),
+		ms(r.storm.cpu/time.Duration(r.N)), ms(r.storm.probesExcluded(r.N)/time.Duration(r.N)), mib(r.storm.peakRSS),
 		ms(r.restart.ready), secs(r.restart.withResync-r.restart.baseline), r.wall.Round(time.Second))
 }
 
@@ -263,6 +285,7 @@ func renderStorm(conditions string, rows []stormRow, wall time.Duration) string 
 	fmt.Fprintf(&b, "- whole run: %s\n\n", wall.Round(time.Second))
 	renderStormTable(&b, rows)
 	renderIdleTable(&b, rows)
+	renderRatios(&b, rows)
 	renderDetails(&b, rows)
 	b.WriteString(stormLegend)
 	return b.String()
@@ -270,15 +293,15 @@ func renderStorm(conditions string, rows []stormRow, wall time.Duration) string 
 
 func renderStormTable(b *strings.Builder, rows []stormRow) {
 	b.WriteString("| N | controller | create → bundle p50 / p99 | event → bundle p50 / p99 | event → bundle, controller's histogram p50 / p99 | " +
-		"CPU per container | steady CPU per container per 30 s | " +
+		"CPU per container | steady CPU per container per 30 s | storm CPU per container, periodic probes excluded (derived) | " +
 		"peak RSS | ready after restart | CPU in 5 s after restart | resync CPU | status API time / size | last create → last bundle | ERROR lines |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
 		s, n := r.storm, time.Duration(r.N)
-		fmt.Fprintf(b, "| %d | %s | %s / %s | %s / %s | %s | %s | %s | %s | %s | %s | %s | %s / %s | %s | %d |\n", r.N, r.controller,
+		fmt.Fprintf(b, "| %d | %s | %s / %s | %s / %s | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s | %s | %d |\n", r.N, r.controller,
 			ms(percentile(s.createToBundle, 0.5)), ms(percentile(s.createToBundle, 0.99)),
 			ms(percentile(s.eventToBundle, 0.5)), ms(percentile(s.eventToBundle, 0.99)),
-			productCell(r.product), ms(s.cpu/n), ms(s.steady/n), mib(s.peakRSS),
+			productCell(r.product), ms(s.cpu/n), ms(s.steady/n), ms(s.probesExcluded(r.N)/n), mib(s.peakRSS),
 			secs(r.restart.ready), secs(r.restart.cpu5s), secs(r.restart.withResync-r.restart.baseline),
 			ms(r.status.median), kib(r.status.size), ms(s.lastBundle.Sub(s.lastCreate)), r.errors)
 	}
@@ -307,14 +330,52 @@ func spread(ds []time.Duration) string {
 	return fmt.Sprintf("%s / %s / %s", ms(percentile(ds, 0.5)), ms(percentile(ds, 0.99)), ms(percentile(ds, 1)))
 }
 
+// renderRatios is each N's CPU per container against the smallest N's of
+// the same controller.
+func renderRatios(b *strings.Builder, rows []stormRow) {
+	b.WriteString("\nCPU per container against the smallest N of the same controller:\n\n")
+	b.WriteString("| controller | N | CPU per container | × smallest N | periodic probes excluded (derived) | × smallest N |\n")
+	b.WriteString("|---|---|---|---|---|---|\n")
+	var labels []string
+	for _, r := range rows {
+		if !slices.Contains(labels, r.controller) {
+			labels = append(labels, r.controller)
+		}
+	}
+	for _, label := range labels {
+		var mine []stormRow
+		for _, r := range rows {
+			if r.controller == label {
+				mine = append(mine, r)
+			}
+		}
+		slices.SortStableFunc(mine, func(x, y stormRow) int { return x.N - y.N })
+		base := mine[0]
+		raw0, net0 := base.storm.cpu/time.Duration(base.N), base.storm.probesExcluded(base.N)/time.Duration(base.N)
+		for _, r := range mine {
+			raw, net := r.storm.cpu/time.Duration(r.N), r.storm.probesExcluded(r.N)/time.Duration(r.N)
+			fmt.Fprintf(b, "| %s | %d | %s | %s | %s | %s |\n", label, r.N, ms(raw), ratio(raw, raw0), ms(net), ratio(net, net0))
+		}
+	}
+}
+
+func ratio(d, base time.Duration) string {
+	if base <= 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.2f×", float64(d)/float64(base))
+}
+
 func renderDetails(b *strings.Builder, rows []stormRow) {
 	b.WriteString("\nDetails:\n\n")
 	for _, r := range rows {
 		s, rs := r.storm, r.restart
 		fmt.Fprintf(b, "- N=%d, %s: storm CPU %s over %s (first create → queue drained; first create → last bundle %s, → last start %s); "+
+			"containers ran %s in all inside that window, so periodic probes excluded = %s − %s × %s / (%d × %s) = %s; "+
 			"restart's pass drained in %s, using %s of CPU; resync at R=%s, window [R-2s, R+%s]: %s with the resync, %s without; "+
 			"status API max %s; controller's histogram: %s (storm), %s (idle); load %s and %d other containers at the start; took %s\n",
 			r.N, r.controller, secs(s.cpu), secs(s.window), secs(s.lastBundle.Sub(s.start)), secs(s.lastStart.Sub(s.start)),
+			secs(s.running), secs(s.cpu), secs(s.steady), secs(s.running), r.N, stormProbeInterval, secs(s.probesExcluded(r.N)),
 			secs(rs.drain), secs(rs.drainCPU), rs.resyncAt, rs.resyncWindow,
 			secs(rs.withResync), secs(rs.baseline), ms(r.status.max), productName(r.product), productName(r.idle.histogram.quantiles()),
 			r.load, r.others, r.wall.Round(time.Second))
@@ -363,6 +424,8 @@ How each figure is taken:
 - CPU per container: the controller process's utime+stime (/proc/<pid>/stat) from the first create until its queue drained (under a tenth of a core for 1 s), divided by N. Peak RSS: VmHWM at that moment. The engine here starts a few containers a second, so a storm of 1,000 lasts several probe intervals and its CPU includes probes of the containers already running: steady CPU per container is the CPU of the probe interval right after the storm, divided by N, to tell the two apart.
 - ready after restart: SIGTERM, a new process over the same state, time from its start to the first /readyz 200. CPU in 5 s: the new process's CPU in its first 5 s.
 - resync CPU: the controller is restarted twice more with probes an hour apart (so none fall in the window), identically except that the second has a resync interval R just after the restart's pass over every container drained; resync CPU is the second's CPU minus the first's over the same window around R (both measured from readiness), so the restart's own work cancels out. It is whatever the controller does when its resync interval comes round, the first time after a start. The details give both figures, so the noise can be judged, and the CPU of the restart's own pass.
+- storm CPU per container, periodic probes excluded: derived, not measured. (storm CPU − steady × Σᵢ rᵢ / (N × 30 s)) / N, never below zero, where steady is the CPU of the probe interval after the storm (all N running) and rᵢ is how long container i ran inside the storm window (from its ContainerStart returning until the queue drained); the details give each term. It supposes a container running during the storm costs what it costs in a settled probe interval (its periodic probe, and its share of the timers), and takes that out; the starts' reconciles and their first probes stay in.
+- × smallest N: a figure divided by the same figure at the smallest N run with the same controller.
 - idle: before each storm, once the controller has been quiet for 1 s, containers (services idle000, …, never started: the create is what the controller issues on) are created one at a time, each once the previous one's bundle landed and 300 ms more, so every create finds the controller idle. create → bundle and event → bundle are taken as in the storm. The idle containers are then removed and the controller left to settle, so the storm has the same N and the same engine as without them. The controller's histogram in that table is what it counted by the end of the phase; in the first table it is what it counted by the end of the storm less that, the storm's alone.
 - status API: GET /api/v1/status over loopback on a new connection, median of 7 after the storm.
 `

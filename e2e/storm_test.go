@@ -237,6 +237,7 @@ func measureStorm(ctx context.Context, t *testing.T, h *Harness, ctl *hostContro
 	quiet := waitQuiet(ctl, from, from+stormSettle)
 	f.cpu = ctl.cpu.cpuAt(quiet) - cpu0
 	f.window = quiet - start.Sub(ctl.started)
+	f.running = runningWithin(made.all(), ctl.started.Add(quiet))
 	if f.peakRSS, err = ctl.peakRSS(); err != nil {
 		t.Fatal(err)
 	}
