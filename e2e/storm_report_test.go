@@ -313,7 +313,7 @@ func renderIdleTable(b *strings.Builder, rows []stormRow) {
 		b.WriteString("\nIdle phase: off (STORM_IDLE=0).\n")
 		return
 	}
-	fmt.Fprintf(b, "\nIdle: before each storm, containers created one at a time, each once the previous one's bundle landed and %s more:\n\n", idlePause)
+	fmt.Fprintf(b, "\nIdle: before each storm, containers created one at a time, each once the previous one's bundle landed and %d ms more:\n\n", idlePause.Milliseconds())
 	b.WriteString("| N | controller | idle containers | create → bundle p50 / p99 / max | event → bundle p50 / p99 / max | event → bundle, controller's histogram p50 / p99 |\n")
 	b.WriteString("|---|---|---|---|---|---|\n")
 	for _, r := range rows {
@@ -375,7 +375,7 @@ func renderDetails(b *strings.Builder, rows []stormRow) {
 			"restart's pass drained in %s, using %s of CPU; resync at R=%s, window [R-2s, R+%s]: %s with the resync, %s without; "+
 			"status API max %s; controller's histogram: %s (storm), %s (idle); load %s and %d other containers at the start; took %s\n",
 			r.N, r.controller, secs(s.cpu), secs(s.window), secs(s.lastBundle.Sub(s.start)), secs(s.lastStart.Sub(s.start)),
-			secs(s.running), secs(s.cpu), secs(s.steady), secs(s.running), r.N, stormProbeInterval, secs(s.probesExcluded(r.N)),
+			secs(s.running), secs(s.cpu), secs(s.steady), secs(s.running), r.N, secs(stormProbeInterval), secs(s.probesExcluded(r.N)),
 			secs(rs.drain), secs(rs.drainCPU), rs.resyncAt, rs.resyncWindow,
 			secs(rs.withResync), secs(rs.baseline), ms(r.status.max), productName(r.product), productName(r.idle.histogram.quantiles()),
 			r.load, r.others, r.wall.Round(time.Second))
