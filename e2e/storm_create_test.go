@@ -193,16 +193,8 @@ func measureIdle(ctx context.Context, t *testing.T, h *Harness, ctl *hostControl
 		}
 		time.Sleep(idlePause) // pacing, not a wait for a condition
 	}
-	landed, err := watch.waitAll(ctx, made.services())
-	if err != nil {
-		t.Fatal(err)
-	}
-	events, err := creates.waitAll(ctx, made.ids())
-	if err != nil {
-		t.Fatal(err)
-	}
 	var all stormFigures
-	all.collect(made, landed, events)
+	awaitFigures(ctx, t, watch, creates, made, &all)
 	f := idleFigures{createToBundle: all.createToBundle, eventToBundle: all.eventToBundle,
 		histogram: readEventToBundle(ctl)}
 	made.remove(t, h)

@@ -220,16 +220,8 @@ func measureStorm(ctx context.Context, t *testing.T, h *Harness, ctl *hostContro
 	if err := createStorm(ctx, h, spec, made); err != nil {
 		t.Fatal(err)
 	}
-	landed, err := watch.waitAll(ctx, made.services())
-	if err != nil {
-		t.Fatal(err)
-	}
-	events, err := creates.waitAll(ctx, made.ids())
-	if err != nil {
-		t.Fatal(err)
-	}
 	f := stormFigures{start: start}
-	f.collect(made, landed, events)
+	awaitFigures(ctx, t, watch, creates, made, &f)
 	// The storm ends when the controller's queue has drained after the
 	// last start and the last bundle: the starts' reconciles and probes
 	// are part of its cost.
@@ -250,6 +242,21 @@ func measureStorm(ctx context.Context, t *testing.T, h *Harness, ctl *hostContro
 	sleepUntilOffset(ctl, quiet+stormProbeInterval)
 	f.steady = ctl.cpu.cpuAt(quiet+stormProbeInterval) - ctl.cpu.cpuAt(quiet)
 	return f
+}
+
+// awaitFigures waits for the bundle and the create event of every
+// container made, and collects into f what they tell.
+func awaitFigures(ctx context.Context, t *testing.T, watch *bundleWatch, creates *createEvents, made *stormMade, f *stormFigures) {
+	t.Helper()
+	landed, err := watch.waitAll(ctx, made.services())
+	if err != nil {
+		t.Fatal(err)
+	}
+	events, err := creates.waitAll(ctx, made.ids())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.collect(made, landed, events)
 }
 
 // stormSettle bounds the wait for the queue to drain after the last bundle.

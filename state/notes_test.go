@@ -17,11 +17,7 @@ func probed(r Record, at time.Time) Record {
 func TestNoteIsReadAtOnceAndReachesTheFileOnFlush(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	o, _ := testOptions()
-	s, err := Open(dir, o)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openToClose(t, dir)
 	rec := newRecord("a")
 	mustPut(t, s, rec)
 	if _, err := s.List(); err != nil { // fills the cache
@@ -59,11 +55,7 @@ func TestNoteIsReadAtOnceAndReachesTheFileOnFlush(t *testing.T) {
 func TestCloseFlushesNotes(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	o, _ := testOptions()
-	s, err := Open(dir, o)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openToClose(t, dir)
 	rec := newRecord("a")
 	mustPut(t, s, rec)
 	at := fixedNow.Add(time.Hour)
@@ -99,11 +91,7 @@ func TestNoteWithoutTheSameStoredServiceIsRefused(t *testing.T) {
 func TestPutAndDeleteSupersedeANote(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	o, _ := testOptions()
-	s, err := Open(dir, o)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := openToClose(t, dir)
 	a, b := newRecord("a"), newRecord("b")
 	mustPut(t, s, a)
 	mustPut(t, s, b)
@@ -209,4 +197,15 @@ func TestFlushEveryWritesNotesUntilItsContextEnds(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Errorf("FlushEvery: got %v, want nil once its context ended", err)
 	}
+}
+
+// openToClose opens a store in dir that the test itself closes, to reopen.
+func openToClose(t *testing.T, dir string) *Store {
+	t.Helper()
+	o, _ := testOptions()
+	s, err := Open(dir, o)
+	if err != nil {
+		t.Fatalf("Open(%s): %v", dir, err)
+	}
+	return s
 }
