@@ -29,6 +29,13 @@
 // identity (ClaimIdentity). Unlike the records, owners cannot be rebuilt
 // from Docker: a rebuilt store starts first-claim-wins again.
 //
+// Writes: Put and Delete are durable when they return (a bbolt commit, an
+// fdatasync). Note is for a record that differs from the stored one only in
+// what a crash may lose, such as when a container was last probed: every
+// read sees it at once, and Flush (every 10 s in the daemon, and at Close)
+// writes all notes in one transaction. List answers from a copy of every
+// record kept by Put, Delete and Flush.
+//
 // Schema: the meta bucket's "schema_version" key holds SchemaVersion as JSON.
 // Version 2 added the services index; opening a version 1 file builds it.
 // Opening an older version runs the migrations in schema.go in order;
