@@ -181,6 +181,17 @@ func (a *Authority) trustCerts() []*x509.Certificate {
 	return a.trustCertsLocked()
 }
 
+// snapshot is the active CA and the trust bundle, read together; a nil
+// Authority has neither.
+func (a *Authority) snapshot() (*CA, []*x509.Certificate) {
+	if a == nil {
+		return nil, nil
+	}
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.active, a.trustCertsLocked()
+}
+
 func (a *Authority) trustCertsLocked() []*x509.Certificate {
 	certs := []*x509.Certificate{a.active.Anchor()}
 	if a.successor != nil {

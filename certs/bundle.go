@@ -128,6 +128,32 @@ func ParseBundle(b *BundleFiles) (*ParsedBundle, error) {
 	return p, nil
 }
 
+// ParseLeaves decodes the leaf certificates of tls.crt and client.crt as
+// strictly as ParseBundle, and nothing else: for a caller that needs their
+// serials and dates from a bundle Validate has judged, without decoding its
+// keys again.
+func ParseLeaves(b *BundleFiles) (server, client *x509.Certificate, err error) {
+	if b == nil {
+		return nil, nil, errors.New("parsing bundle leaves: no bundle")
+	}
+	leaf := func(name string, data []byte) (*x509.Certificate, error) {
+		if len(data) == 0 {
+			return nil, fmt.Errorf("%s: missing", name)
+		}
+		c, err := parseLeafPEM(data)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		return c, nil
+	}
+	server, errS := leaf(FileServerCert, b.ServerCert)
+	client, errC := leaf(FileClientCert, b.ClientCert)
+	if err := errors.Join(errS, errC); err != nil {
+		return nil, nil, fmt.Errorf("parsing bundle leaves: %w", err)
+	}
+	return server, client, nil
+}
+
 // ParseCertificatesPEM decodes every "CERTIFICATE" block of data, in order.
 // Text around blocks is ignored (OpenSSL prints a text dump before the PEM);
 // any other block type, an unparsable certificate or no certificate at all

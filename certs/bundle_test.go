@@ -88,3 +88,33 @@ func TestParseCertificatesPEM(t *testing.T) {
 		})
 	}
 }
+
+func TestParseLeaves(t *testing.T) {
+	t.Parallel()
+	auth := memAuthority(fixtureCA(t), nil)
+	good := issueFixture(t, auth, auth.active)
+	want, err := ParseBundle(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	server, client, err := ParseLeaves(good)
+	if err != nil || !server.Equal(want.ServerCert) || !client.Equal(want.ClientCert) {
+		t.Fatalf("got %v, %v, %v; want ParseBundle's leaves", server, client, err)
+	}
+	keyless := *good
+	keyless.ServerKey, keyless.CA = []byte("not read"), nil
+	if _, _, err := ParseLeaves(&keyless); err != nil {
+		t.Errorf("with a corrupt key and no ca.crt: got %v, want the leaves alone parsed", err)
+	}
+	broken := *good
+	broken.ServerCert, broken.ClientCert = nil, []byte("x")
+	_, _, err = ParseLeaves(&broken)
+	for _, want := range []string{"tls.crt: missing", "client.crt: no CERTIFICATE PEM block found"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("got error %v, want it to contain %q", err, want)
+		}
+	}
+	if _, _, err := ParseLeaves(nil); err == nil {
+		t.Error("ParseLeaves(nil): got nil error")
+	}
+}

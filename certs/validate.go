@@ -149,18 +149,20 @@ func Validate(b *BundleFiles, exp Expectation) []Finding {
 	if exp.Now.IsZero() {
 		exp.Now = time.Now()
 	}
-	v := &validation{exp: exp, b: b}
+	active, trust := exp.Authority.snapshot()
+	return validate(b, exp, active, trust).findings
+}
+
+// validate runs every check of b against exp, with the authority as
+// snapshot (active nil: none).
+func validate(b *BundleFiles, exp Expectation, active *CA, trust []*x509.Certificate) *validation {
+	v := &validation{exp: exp, b: b, active: active, trust: trust}
 	v.server = leafState{certFile: FileServerCert, keyFile: FileServerKey, keyMode: b.ServerKeyMode}
 	v.client = leafState{certFile: FileClientCert, keyFile: FileClientKey, keyMode: b.ClientKeyMode}
-	if exp.Authority != nil {
-		exp.Authority.mu.RLock()
-		v.active, v.trust = exp.Authority.active, exp.Authority.trustCertsLocked()
-		exp.Authority.mu.RUnlock()
-	}
 	for _, check := range validationChecks {
 		check(v)
 	}
-	return v.findings
+	return v
 }
 
 // leafState is one leaf (server or client) as far as validation got.

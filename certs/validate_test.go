@@ -284,6 +284,12 @@ func TestValidate(t *testing.T) {
 			if gotReissue := NeedsReissue(findings); gotReissue != tc.wantReissue {
 				t.Errorf("got NeedsReissue %v, want %v", gotReissue, tc.wantReissue)
 			}
+			var m Validator
+			for i := range 2 { // found, then remembered where it may be
+				if got := m.Validate(w.bundle, w.exp); !slices.Equal(got, findings) {
+					t.Errorf("Validator, call %d: got\n%swant\n%s", i+1, findingLines(got), findingLines(findings))
+				}
+			}
 		})
 	}
 }

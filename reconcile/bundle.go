@@ -38,7 +38,7 @@ func (r *ContainerReconciler) gatherBundle(p *pass) error {
 	}
 	p.expect = certs.Expectation{Identity: identity, Authority: r.Authority, RenewFraction: r.renewFraction(),
 		KeyMode: keyMode(p.owner), Now: p.now}
-	p.findings = append(certs.Validate(p.bundle, p.expect), foreignSANs(p.bundle, r.foreignOwner(p.c))...)
+	p.findings = append(r.validator.Validate(p.bundle, p.expect), foreignSANs(p.bundle, r.foreignOwner(p.c))...)
 	return nil
 }
 
@@ -102,7 +102,7 @@ func (r *ContainerReconciler) ensureBundle(p *pass) error {
 	if err != nil {
 		return fmt.Errorf("re-reading bundle of %s: %w", p.service, err)
 	}
-	p.bundle, p.findings = b, certs.Validate(b, p.expect)
+	p.bundle, p.findings = b, r.validator.Validate(b, p.expect)
 	return nil
 }
 

@@ -68,7 +68,7 @@ func (r *ContainerReconciler) probe(ctx context.Context, p *pass) (probe.Result,
 		return probe.Result{}, Terminal(fmt.Errorf("container %s: %w", p.c.Name, err))
 	}
 	target.Service = p.service
-	target.ExpectedFingerprint = probe.Fingerprint(p.parsed.ServerCert)
+	target.ExpectedFingerprint = probe.Fingerprint(p.server)
 	res := r.Prober.Probe(ctx, target)
 	if ctx.Err() != nil {
 		return probe.Result{}, fmt.Errorf("probing %s: %w", p.c.Name, ctx.Err())

@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"crypto/x509"
 	"log/slog"
 	"time"
 
@@ -43,9 +44,10 @@ type pass struct {
 	stored state.Record
 	found  bool
 	rec    state.Record
-	parsed *certs.ParsedBundle
-	stale  bool      // the process started before its bundle was written
-	next   time.Time // when to look again, the earliest of every step's wish
+	// The bundle's leaves, parsed by noteBundle.
+	server, client *x509.Certificate
+	stale          bool      // the process started before its bundle was written
+	next           time.Time // when to look again, the earliest of every step's wish
 }
 
 // step is one decision of the remediation ladder with what it was made of.

@@ -168,6 +168,9 @@ type ContainerReconciler struct {
 	Jitter func(lifetime time.Duration) time.Duration
 
 	locks keyedMutex
+	// validator remembers each service's last validation, so a pass over
+	// a settled container parses no key and verifies no chain again.
+	validator certs.Validator
 }
 
 // minRequeue bounds how soon a bundle that is already due is looked at again,
@@ -306,6 +309,7 @@ func (r *ContainerReconciler) forget(id string, log *slog.Logger) error {
 	if err := r.Records.Delete(id); err != nil {
 		return fmt.Errorf("deleting state of %s: %w", dockerwatch.ShortID(id), err)
 	}
+	r.validator.Forget(rec.Service)
 	if r.Metrics != nil {
 		r.Metrics.Forget(rec.Service, rec.ContainerName)
 	}

@@ -17,11 +17,10 @@ import (
 // process is older than its bundle, and when the bundle renews. Nothing
 // is persisted yet; schedule does that once the probe has been noted too.
 func (r *ContainerReconciler) noteBundle(p *pass) error {
-	parsed, err := certs.ParseBundle(p.bundle)
-	if err != nil {
+	var err error
+	if p.server, p.client, err = certs.ParseLeaves(p.bundle); err != nil {
 		return fmt.Errorf("parsing bundle of %s just validated: %w", p.service, err)
 	}
-	p.parsed = parsed
 	if p.stored, p.found, err = r.Records.Get(p.c.ID); err != nil {
 		return fmt.Errorf("reading state of %s: %w", p.c.Name, err)
 	}
@@ -46,15 +45,15 @@ func (r *ContainerReconciler) noteBundle(p *pass) error {
 // this record (issued by this pass or by a replica's); a new generation of
 // the same leaves (a CA refresh, a relink) is not.
 func (r *ContainerReconciler) noteSerials(p *pass) bool {
-	b, parsed, rec := p.bundle, p.parsed, &p.rec
-	server, client := certs.SerialString(parsed.ServerCert.SerialNumber), certs.SerialString(parsed.ClientCert.SerialNumber)
+	b, rec := p.bundle, &p.rec
+	server, client := certs.SerialString(p.server.SerialNumber), certs.SerialString(p.client.SerialNumber)
 	newLeaves := rec.Bundle.ServerSerial != server || rec.Bundle.ClientSerial != client
 	rec.Bundle.Generation, rec.Bundle.WrittenAt = b.Generation, b.WrittenAt
 	rec.Bundle.ServerSerial, rec.Bundle.ClientSerial = server, client
-	rec.Bundle.NotAfter = earlier(parsed.ServerCert.NotAfter, parsed.ClientCert.NotAfter)
+	rec.Bundle.NotAfter = earlier(p.server.NotAfter, p.client.NotAfter)
 	if r.Metrics != nil {
-		r.Metrics.Expiry(p.service, "server", parsed.ServerCert.NotAfter)
-		r.Metrics.Expiry(p.service, "client", parsed.ClientCert.NotAfter)
+		r.Metrics.Expiry(p.service, "server", p.server.NotAfter)
+		r.Metrics.Expiry(p.service, "client", p.client.NotAfter)
 	}
 	if p.fromEvent != 0 {
 		rec.Bundle.EventToBundle, rec.Bundle.ReceivedToBundle = p.fromEvent, p.fromReceipt
@@ -90,7 +89,7 @@ func (r *ContainerReconciler) noteStale(p *pass) {
 // status and metrics show one stable time; a new bundle also re-arms the
 // expiry warnings.
 func (r *ContainerReconciler) noteRenewal(p *pass, newLeaves bool) {
-	s, c := p.parsed.ServerCert, p.parsed.ClientCert
+	s, c := p.server, p.client
 	frac := r.renewFraction()
 	if p.issued != nil || newLeaves || p.rec.Bundle.RenewAt.IsZero() {
 		p.rec.Bundle.RenewAt = NextRenewal(certs.RenewAt(s, frac), certs.RenewAt(c, frac), r.jitter(s.NotAfter.Sub(s.NotBefore)))
