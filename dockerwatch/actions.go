@@ -41,6 +41,7 @@ var _ ActionsAPI = (*client.Client)(nil)
 // the engine does not know yields an error wrapping ErrNotFound.
 func (c *Client) Restart(ctx context.Context, id string, timeout time.Duration) error {
 	defer c.Interventions.Begin(id)()
+	defer c.Inspections.Changed(id) // what the action changed is news, event or not
 	return restart(ctx, c.sdk, id, timeout)
 }
 
@@ -51,6 +52,7 @@ func (c *Client) Restart(ctx context.Context, id string, timeout time.Duration) 
 // errdefs.IsConflict.
 func (c *Client) Signal(ctx context.Context, id, signal string) error {
 	defer c.Interventions.Begin(id)()
+	defer c.Inspections.Changed(id) // what the action changed is news, event or not
 	return sendSignal(ctx, c.sdk, id, signal)
 }
 

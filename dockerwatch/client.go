@@ -32,6 +32,9 @@ type Client struct {
 	// Interventions records what this client did to containers, so the
 	// event stream can tell the controller's own stops from others'.
 	Interventions *Interventions
+	// Inspections remembers inspects for Known until the event stream says
+	// a container changed; the Watcher keeps it told.
+	Inspections *Inspections
 }
 
 // New returns a Client for host, e.g. "unix:///var/run/docker.sock". An empty
@@ -56,7 +59,8 @@ func New(host string) (*Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating docker client for %q: %w", host, err)
 	}
-	c := &Client{sdk: sdk, images: imageLabels{api: sdk}, Interventions: NewInterventions(nil)}
+	c := &Client{sdk: sdk, images: imageLabels{api: sdk}, Interventions: NewInterventions(nil),
+		Inspections: NewInspections(nil, 0)}
 	c.serverAPI.Store("")
 	return c, nil
 }
@@ -72,8 +76,18 @@ func (c *Client) Close() error { return c.sdk.Close() }
 // Inspect returns the container with the given ID or name, with its
 // image's labels (cached per image ID). A container the engine does not
 // know yields an error wrapping both ErrNotFound and the engine's
-// not-found error.
+// not-found error. It always asks the engine, and keeps what an inspect
+// by full ID answered for Known.
 func (c *Client) Inspect(ctx context.Context, id string) (Container, error) {
+	mark := c.Inspections.begin()
+	ctr, err := c.inspect(ctx, id)
+	if err == nil && ctr.ID == id {
+		c.Inspections.remember(id, ctr, mark)
+	}
+	return ctr, err
+}
+
+func (c *Client) inspect(ctx context.Context, id string) (Container, error) {
 	resp, err := c.sdk.ContainerInspect(ctx, id)
 	if err != nil {
 		if cerrdefs.IsNotFound(err) {

@@ -60,6 +60,7 @@ const oldNameInfix = "-crank-old-"
 // being removed, dead) are refused before anything is changed.
 func (c *Client) Recreate(ctx context.Context, id string, addLabels map[string]string, removeLabels []string, stopTimeout time.Duration) (newID string, err error) {
 	defer c.Interventions.Begin(id)()
+	defer c.Inspections.Changed(id) // what the action changed is news, event or not
 	return recreate(ctx, c.sdk, id, addLabels, removeLabels, stopTimeout)
 }
 

@@ -91,6 +91,9 @@ type WatcherOptions struct {
 	// Interventions, when set, is told of every event, so the reconciler
 	// can stand aside while someone else stops a container.
 	Interventions *Interventions
+	// Inspections, when set, forgets each key an event or a resync
+	// enqueues (everything on a reconnect) before it is enqueued.
+	Inspections *Inspections
 }
 
 func (o WatcherOptions) withDefaults() WatcherOptions {
@@ -129,13 +132,21 @@ func (noMetrics) Reconnect()   {}
 // tell the controller to stand aside) or went away (die, destroy), and
 // health changes. The daemon matches "health_status" against
 // "health_status: healthy" etc. (moby#25798).
+//
+// The rest change what an inspect says without changing the process: a
+// new name, restart policy, pause, and a network connected or
+// disconnected (a network event naming the container), which changes the
+// addresses probed and the names a certificate must cover. They keep
+// Inspections true, and a new alias is in the bundle at once.
 var watchedActions = []events.Action{
 	events.ActionCreate, events.ActionStart, events.ActionKill, events.ActionStop,
 	events.ActionDie, events.ActionDestroy, events.ActionHealthStatus,
+	events.ActionRename, events.ActionUpdate, events.ActionPause, events.ActionUnPause,
+	events.ActionConnect, events.ActionDisconnect,
 }
 
 func eventFilters() filters.Args {
-	f := filters.NewArgs(filters.Arg("type", string(events.ContainerEventType)))
+	f := filters.NewArgs(filters.Arg("type", string(events.ContainerEventType)), filters.Arg("type", string(events.NetworkEventType)))
 	for _, a := range watchedActions {
 		f.Add("event", string(a))
 	}
@@ -164,9 +175,14 @@ type source interface {
 // containerSource watches containers, keyed by container ID.
 type containerSource struct{ api EventsAPI }
 
-func (containerSource) filters() filters.Args       { return eventFilters() }
-func (containerSource) key(m events.Message) string { return m.Actor.ID }
-func (containerSource) countKey() string            { return keyContainers }
+func (containerSource) filters() filters.Args { return eventFilters() }
+func (containerSource) key(m events.Message) string {
+	if m.Type == events.NetworkEventType {
+		return m.Actor.Attributes["container"] // "" for a network's own create or destroy
+	}
+	return m.Actor.ID
+}
+func (containerSource) countKey() string { return keyContainers }
 func (s containerSource) list(ctx context.Context) (map[string]string, error) {
 	list, err := s.api.ContainerList(ctx, container.ListOptions{All: true})
 	if err != nil {
@@ -352,8 +368,11 @@ func (w *Watcher) receive(ctx context.Context, msgs <-chan events.Message, errs 
 
 func (w *Watcher) observe(m events.Message) {
 	// Noted before the key is queued, so the reconcile it triggers sees it.
-	w.opts.Interventions.Note(m.Actor.ID, string(m.Action), m.Actor.Attributes["signal"], time.Unix(0, m.TimeNano))
+	if m.Type != events.NetworkEventType {
+		w.opts.Interventions.Note(m.Actor.ID, string(m.Action), m.Actor.Attributes["signal"], time.Unix(0, m.TimeNano))
+	}
 	if key := w.src.key(m); key != "" {
+		w.opts.Inspections.Changed(key)
 		w.q.Add(key)
 	}
 	if ts := m.TimeNano; ts > w.lastEvent.Load() {
@@ -410,15 +429,20 @@ func (w *Watcher) enqueueAll(ctx context.Context, full bool) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	if full {
+		w.opts.Inspections.ChangedAll()
+	}
 	n := 0
 	for _, key := range sortedKeys(seen) {
 		if prev, ok := w.seen[key]; full || !ok || prev != seen[key] {
+			w.opts.Inspections.Changed(key)
 			w.q.Add(key)
 			n++
 		}
 	}
 	for id := range w.seen {
 		if _, ok := seen[id]; !ok {
+			w.opts.Inspections.Changed(id)
 			w.q.Add(id) // gone without an event we saw: its record goes
 			n++
 		}

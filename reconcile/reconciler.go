@@ -111,9 +111,15 @@ type RateLimiter interface {
 // trusts what the event that queued the key said.
 type ContainerReconciler struct {
 	Containers ContainerGetter
-	Volume     BundleVolume
-	Authority  *certs.Authority
-	Records    RecordStore
+	// Known, when set, answers the inspect a reconcile starts with from
+	// what is already known of the container, as long as nothing said it
+	// changed (dockerwatch.Client.Known): a settled container's periodic
+	// probe then costs no inspect. Inspects that precede an action always
+	// go to Containers.
+	Known     ContainerGetter
+	Volume    BundleVolume
+	Authority *certs.Authority
+	Records   RecordStore
 	// Identities remembers who owns each identity; required.
 	Identities IdentityStore
 	// Reserved are identity names no container may claim, each with what
@@ -183,7 +189,7 @@ const minRequeue = time.Second
 // reconcile ID), so every line of one reconcile shares one ID.
 func (r *ContainerReconciler) Reconcile(ctx context.Context, id string) (Result, error) {
 	log := r.reconcileLogger(ctx, id)
-	c, err := r.inspect(ctx, id)
+	c, err := r.inspectKnown(ctx, id)
 	if errors.Is(err, dockerwatch.ErrNotFound) {
 		return Result{}, r.forget(id, log)
 	}
@@ -292,6 +298,16 @@ func (r *ContainerReconciler) inspect(ctx context.Context, id string) (dockerwat
 	ctx, cancel := context.WithTimeout(ctx, inspectTimeout)
 	defer cancel()
 	return r.Containers.Inspect(ctx, id)
+}
+
+// inspectKnown is inspect answered by Known where it is set.
+func (r *ContainerReconciler) inspectKnown(ctx context.Context, id string) (dockerwatch.Container, error) {
+	if r.Known == nil {
+		return r.inspect(ctx, id)
+	}
+	ctx, cancel := context.WithTimeout(ctx, inspectTimeout)
+	defer cancel()
+	return r.Known.Inspect(ctx, id)
 }
 
 // forget drops the record of a container that is gone or no longer managed.

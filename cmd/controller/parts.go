@@ -102,6 +102,7 @@ func (p *parts) components() ([]component, error) {
 	ctrl := reconcile.NewController(rec, p.queue, reconcile.ControllerOptions{Workers: p.cfg.Workers, Logger: p.log, Metrics: p.metrics})
 	watcher := dockerwatch.NewWatcher(p.docker.SDK(), p.queue, dockerwatch.WatcherOptions{
 		Resync: p.cfg.Resync, WatchdogInterval: p.cfg.Watchdog, Logger: p.log, Metrics: p.metrics, Interventions: p.docker.Interventions,
+		Inspections: p.docker.Inspections,
 	})
 	// The watcher's resync finds containers gone while it was connected; the
 	// sweep is for those gone while the controller was down, so after the

@@ -14,7 +14,8 @@ import (
 func (p *parts) reconciler() *reconcile.ContainerReconciler {
 	cfg := p.cfg
 	return &reconcile.ContainerReconciler{
-		Containers: p.docker, Volume: p.volume, Authority: p.authority, Records: p.store, Identities: p.store,
+		Containers: p.docker, Known: p.docker.KnownGetter(),
+		Volume: p.volume, Authority: p.authority, Records: p.store, Identities: p.store,
 		Reserved: map[string]string{
 			controllerIdentity:      "the controller (its prober and status listener)",
 			status.OperatorIdentity: "the operator's client bundle",
