@@ -15,8 +15,7 @@
 //
 // Watching:
 //
-//   - Watcher (watch.go) turns the engine's container event stream (and
-//     network connects and disconnects, by the container they name) into keys
+//   - Watcher (watch.go) turns the engine's container event stream into keys
 //     (container IDs) on a work queue. It subscribes first, then lists every
 //     container and enqueues it, so no event can fall into the gap between
 //     the two; it resyncs periodically, reconnects forever with capped,
@@ -24,9 +23,11 @@
 //     streams are known to hang silently (Traefik#5833, docker-gen#224).
 //   - Inspections (inspections.go) is the informer's cache: Client.Known
 //     answers from the last inspect of a container until the Watcher says
-//     it changed (any of its events, a network connected to it, a resync
-//     that found it changed, every container on a reconnect), or until the
-//     entry is five minutes old; Client.Inspect always asks the engine.
+//     it changed (any of its events, including those it queues nothing
+//     for: a rename, an update, a pause, a network connected or
+//     disconnected; a resync that found it changed; every container on a
+//     reconnect), or until the entry is five minutes old. Client.Inspect
+//     always asks the engine.
 //   - Interventions (interventions.go) tells the controller's own container
 //     actions from everyone else's: the Client marks each action it takes,
 //     the Watcher notes every kill, stop and destroy event, and the

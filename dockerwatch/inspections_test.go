@@ -134,23 +134,31 @@ func TestChangeMarksAreBounded(t *testing.T) {
 	}
 }
 
-func TestWatcherForgetsTheInspectsOfWhatItEnqueues(t *testing.T) {
+func TestWatcherForgetsTheInspectsOfWhatChanged(t *testing.T) {
 	t.Parallel()
 	api := &fakeAPI{containers: summaries("c1")}
 	seen := NewInspections(nil, 0)
 	h := startWatcher(t, api, withOptions(func(o *WatcherOptions) { o.Inspections = seen }))
 	waitFor(t, "ready", h.w.Ready)
-	seen.remember("c7", Container{ID: "c7"}, seen.begin())
+	for _, id := range []string{"c7", "c8"} {
+		seen.remember(id, Container{ID: id}, seen.begin())
+	}
 	s := api.stream(t, 1)
+	// A network connected to c7: forgotten, not queued (a start brings one).
 	s.send(t, events.Message{Type: events.NetworkEventType, Action: events.ActionConnect,
 		Actor: events.Actor{ID: "net1", Attributes: map[string]string{"container": "c7"}}})
-	waitFor(t, "the connected container enqueued", func() bool { return h.q.count("c7") == 1 })
-	if _, ok := seen.lookup("c7"); ok {
-		t.Error("c7's inspect is still remembered after a network was connected to it")
-	}
 	s.send(t, events.Message{Type: events.NetworkEventType, Action: events.ActionCreate, Actor: events.Actor{ID: "net2"}})
-	if got := h.q.count(""); got != 0 {
-		t.Errorf("a network's own event enqueued %d empty keys", got)
+	// c8 started: forgotten and queued. Events arrive in order, so once c8
+	// is queued the connect before it was handled.
+	s.send(t, events.Message{Type: events.ContainerEventType, Action: events.ActionStart, Actor: events.Actor{ID: "c8"}})
+	waitFor(t, "the started container queued", func() bool { return h.q.count("c8") == 1 })
+	for _, id := range []string{"c7", "c8"} {
+		if _, ok := seen.lookup(id); ok {
+			t.Errorf("%s's inspect is still remembered after its event", id)
+		}
+	}
+	if got := h.q.count("c7") + h.q.count(""); got != 0 {
+		t.Errorf("network events queued %d keys, want none", got)
 	}
 	f := eventFilters()
 	for _, want := range []string{"network", "container"} {
@@ -158,7 +166,7 @@ func TestWatcherForgetsTheInspectsOfWhatItEnqueues(t *testing.T) {
 			t.Errorf("event filters %v: want type %s", f, want)
 		}
 	}
-	for _, want := range []events.Action{events.ActionConnect, events.ActionDisconnect, events.ActionRename, events.ActionUpdate} {
+	for _, want := range []events.Action{events.ActionConnect, events.ActionDisconnect, events.ActionRename, events.ActionUpdate, events.ActionStart} {
 		if !f.ExactMatch("event", string(want)) {
 			t.Errorf("event filters: want event %s", want)
 		}

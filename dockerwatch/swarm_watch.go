@@ -78,7 +78,8 @@ func (swarmSource) key(m events.Message) string {
 	return ""
 }
 
-func (swarmSource) countKey() string { return keyServices }
+func (swarmSource) countKey() string           { return keyServices }
+func (swarmSource) queues(events.Message) bool { return true }
 
 // list fingerprints each service by its spec version, its update state and
 // the set of its running tasks, so a resync enqueues a service whose tasks

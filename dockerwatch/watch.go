@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -132,22 +133,25 @@ func (noMetrics) Reconnect()   {}
 // tell the controller to stand aside) or went away (die, destroy), and
 // health changes. The daemon matches "health_status" against
 // "health_status: healthy" etc. (moby#25798).
-//
-// The rest change what an inspect says without changing the process: a
-// new name, restart policy, pause, and a network connected or
-// disconnected (a network event naming the container), which changes the
-// addresses probed and the names a certificate must cover. They keep
-// Inspections true, and a new alias is in the bundle at once.
 var watchedActions = []events.Action{
 	events.ActionCreate, events.ActionStart, events.ActionKill, events.ActionStop,
 	events.ActionDie, events.ActionDestroy, events.ActionHealthStatus,
+}
+
+// changeActions change what an inspect says without changing the process:
+// a new name, restart policy, a pause, and a network connected or
+// disconnected (a network event naming the container). They keep
+// Inspections true and queue nothing: every start comes with a connect,
+// and a second reconcile of each start would double a start storm's work.
+// What they change is seen at the container's next pass, its probe.
+var changeActions = []events.Action{
 	events.ActionRename, events.ActionUpdate, events.ActionPause, events.ActionUnPause,
 	events.ActionConnect, events.ActionDisconnect,
 }
 
 func eventFilters() filters.Args {
 	f := filters.NewArgs(filters.Arg("type", string(events.ContainerEventType)), filters.Arg("type", string(events.NetworkEventType)))
-	for _, a := range watchedActions {
+	for _, a := range slices.Concat(watchedActions, changeActions) {
 		f.Add("event", string(a))
 	}
 	return f
@@ -167,6 +171,9 @@ type streamAPI interface {
 type source interface {
 	filters() filters.Args
 	key(m events.Message) string
+	// queues reports whether m's key is queued, or only forgotten by
+	// Inspections.
+	queues(m events.Message) bool
 	list(ctx context.Context) (map[string]string, error)
 	// countKey is the log key for how many keys a list enqueued.
 	countKey() string
@@ -183,6 +190,9 @@ func (containerSource) key(m events.Message) string {
 	return m.Actor.ID
 }
 func (containerSource) countKey() string { return keyContainers }
+func (containerSource) queues(m events.Message) bool {
+	return m.Type == events.ContainerEventType && !slices.Contains(changeActions, m.Action)
+}
 func (s containerSource) list(ctx context.Context) (map[string]string, error) {
 	list, err := s.api.ContainerList(ctx, container.ListOptions{All: true})
 	if err != nil {
@@ -373,7 +383,9 @@ func (w *Watcher) observe(m events.Message) {
 	}
 	if key := w.src.key(m); key != "" {
 		w.opts.Inspections.Changed(key)
-		w.q.Add(key)
+		if w.src.queues(m) {
+			w.q.Add(key)
+		}
 	}
 	if ts := m.TimeNano; ts > w.lastEvent.Load() {
 		// Only this goroutine writes while connected, so load-then-store
