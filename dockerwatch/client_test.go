@@ -45,6 +45,12 @@ func fakeEngine(t *testing.T) *Client {
 			w.WriteHeader(http.StatusInternalServerError)
 		}
 	}))
+	return clientOf(t, srv)
+}
+
+// clientOf is a Client of srv; both are closed when the test ends.
+func clientOf(t *testing.T, srv *httptest.Server) *Client {
+	t.Helper()
 	t.Cleanup(srv.Close)
 	c, err := New("tcp://" + strings.TrimPrefix(srv.URL, "http://"))
 	if err != nil {

@@ -35,13 +35,7 @@ func countingEngine(t *testing.T) (*Client, *atomic.Int64) {
 			w.WriteHeader(http.StatusInternalServerError)
 		}
 	}))
-	t.Cleanup(srv.Close)
-	c, err := New("tcp://" + strings.TrimPrefix(srv.URL, "http://"))
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	return c, &inspects
+	return clientOf(t, srv), &inspects
 }
 
 func TestKnownAnswersFromTheLastInspectUntilSomethingSaysItChanged(t *testing.T) {
