@@ -56,6 +56,10 @@ type Metrics interface {
 	Remediated(action, result string)
 	// Forget drops a container's label series when it is gone.
 	Forget(service, container string)
+	// ForgetService drops a service's certificate series when its last
+	// container is gone: its bundle stays on disk for a rebuild, but no
+	// one serves it, and its expiry is nobody's alarm.
+	ForgetService(service string)
 	// Expiry reports a certificate's NotAfter by service and kind (server,
 	// client, served).
 	Expiry(service, kind string, notAfter time.Time)
@@ -327,10 +331,20 @@ func (r *ContainerReconciler) forget(id string, log *slog.Logger) error {
 	}
 	r.validator.Forget(rec.Service)
 	if r.Metrics != nil {
-		r.Metrics.Forget(rec.Service, rec.ContainerName)
+		r.forgetSeries(rec)
 	}
 	log.Info(fmt.Sprintf("%s: container gone or no longer managed; record removed, bundle kept", rec.Service), keyService, rec.Service)
 	return nil
+}
+
+// forgetSeries drops the metrics of a container whose record is gone, and
+// its service's too when no record of the service is left.
+func (r *ContainerReconciler) forgetSeries(rec state.Record) {
+	r.Metrics.Forget(rec.Service, rec.ContainerName)
+	left, err := r.Records.ListService(rec.Service)
+	if err == nil && len(left) == 0 {
+		r.Metrics.ForgetService(rec.Service)
+	}
 }
 
 // replicaNames returns the DNS names of the other containers recorded for

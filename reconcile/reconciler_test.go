@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -110,11 +111,23 @@ func (f *fakeRecords) ListService(service string) ([]state.Record, error) {
 type countingMetrics struct {
 	mu     sync.Mutex
 	issued map[string]int
+	// forgotten lists the containers and then services whose series went,
+	// as "container" and "service:<name>".
+	forgotten []string
 }
 
-func (m *countingMetrics) Observed(Observed)                                 {}
-func (m *countingMetrics) Remediated(string, string)                         {}
-func (m *countingMetrics) Forget(string, string)                             {}
+func (m *countingMetrics) Observed(Observed)         {}
+func (m *countingMetrics) Remediated(string, string) {}
+
+func (m *countingMetrics) Forget(_, container string)   { m.forgot(container) }
+func (m *countingMetrics) ForgetService(service string) { m.forgot("service:" + service) }
+
+func (m *countingMetrics) forgot(what string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.forgotten = append(m.forgotten, what)
+}
+
 func (m *countingMetrics) Expiry(string, string, time.Time)                  {}
 func (m *countingMetrics) Renewal(string, time.Time, time.Time)              {}
 func (m *countingMetrics) IdentityFindings(string, string, []IdentityReason) {}
@@ -303,19 +316,30 @@ func TestReconcileRecordsStaleProcess(t *testing.T) {
 	}
 }
 
+// A gone container's record and series go; its service's series go with
+// its last container, and its bundle stays for the next one.
 func TestReconcileForgetsGoneContainersAndKeepsBundles(t *testing.T) {
 	t.Parallel()
-	c := newContainer()
-	f := newFixture(t, c)
-	if _, err := f.reconcile(t, c.ID); err != nil {
-		t.Fatal(err)
+	c1 := newContainer()
+	c2 := newContainer(func(c *dockerwatch.Container) { c.ID, c.Name = "fedcba9876543210", "crank-email-parser-2" })
+	f := newFixture(t, c1, c2)
+	for _, c := range []dockerwatch.Container{c1, c2} {
+		if _, err := f.reconcile(t, c.ID); err != nil {
+			t.Fatal(err)
+		}
 	}
-	delete(f.docker.byID, c.ID)
-	if _, err := f.reconcile(t, c.ID); err != nil {
-		t.Fatalf("got error %v, want none for a gone container", err)
+	for _, c := range []dockerwatch.Container{c1, c2} {
+		delete(f.docker.byID, c.ID)
+		if _, err := f.reconcile(t, c.ID); err != nil {
+			t.Fatalf("got error %v, want none for a gone container", err)
+		}
+		if _, ok, _ := f.records.Get(c.ID); ok {
+			t.Errorf("got a record for destroyed %s, want it removed", c.Name)
+		}
 	}
-	if _, ok, _ := f.records.Get(c.ID); ok {
-		t.Errorf("got a record for a destroyed container, want it removed")
+	want := []string{"crank-email-parser-1", "crank-email-parser-2", "service:email-parser"}
+	if !slices.Equal(f.metrics.forgotten, want) {
+		t.Errorf("got series forgotten %q, want %q", f.metrics.forgotten, want)
 	}
 	if _, err := os.Stat(filepath.Join(f.certs, "email-parser", "tls.key")); err != nil {
 		t.Errorf("got %v, want the bundle kept for the next container of the service", err)

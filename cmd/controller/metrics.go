@@ -29,14 +29,26 @@ type metrics struct {
 	// crank_security_bundles_issued_total{reason}: bundles issued, by the
 	// validation reason that required it (missing, renew-due, ...).
 	bundlesIssued *prometheus.CounterVec
-	// crank_security_level{service,container}: observed level as a number,
-	// by probe.Level.Rank: down=0, plain=1, tls=2, mtls=3.
-	level *prometheus.GaugeVec
-	// crank_security_desired_level{service,container}: desired level, same
-	// mapping.
-	desiredLevel *prometheus.GaugeVec
-	// crank_security_drift{service,container}: 1 while observed < desired.
-	drift *prometheus.GaugeVec
+	// The series there is one of per container or per service (levelTable):
+	//   - crank_security_level{service,container}: observed level as a
+	//     number, by probe.Level.Rank: down=0, plain=1, tls=2, mtls=3;
+	//   - crank_security_desired_level{service,container}: desired level,
+	//     same mapping;
+	//   - crank_security_drift{service,container}: 1 while observed <
+	//     desired;
+	//   - crank_security_below_floor{service,container}: 1 while observed <
+	//     floor (the alarm: in production the floor is the desired level);
+	//   - crank_security_degraded{service,container}: 1 while the ladder
+	//     has given up (or only reports) and the drift stays;
+	//   - crank_security_certificate_expiry_timestamp_seconds{service,kind}:
+	//     NotAfter of the server and client leaves on disk, of the leaf a
+	//     service actually serves (kind="served"), and of the CA
+	//     (service="", kind="ca"), as Unix time. Alert on
+	//     (x - time()) / 86400 < N;
+	//   - crank_security_certificate_renewal_timestamp_seconds{service,when}:
+	//     the last (when="last") and next scheduled (when="next") renewal of
+	//     a service's bundle, as Unix time.
+	table *levelTable
 	// crank_security_probe_duration_seconds: wall time of one probe (all
 	// three steps).
 	probeDuration prometheus.Histogram
@@ -44,15 +56,6 @@ type metrics struct {
 	// (restart, signal, relabel) by result (ok, error, dry-run,
 	// rate-limited).
 	remediations *prometheus.CounterVec
-	// crank_security_certificate_expiry_timestamp_seconds{service,kind}:
-	// NotAfter of the server and client leaves on disk, of the leaf a
-	// service actually serves (kind="served"), and of the CA (service="",
-	// kind="ca"), as Unix time. Alert on (x - time()) / 86400 < N.
-	expiry *prometheus.GaugeVec
-	// crank_security_certificate_renewal_timestamp_seconds{service,when}:
-	// the last (when="last") and next scheduled (when="next") renewal of a
-	// service's bundle, as Unix time.
-	renewal *prometheus.GaugeVec
 	// crank_security_identity_finding{service,container,reason}: 1 while
 	// a container has that identity finding (identity-conflict,
 	// label-from-image, alias-conflict, owner-conflict).
@@ -60,12 +63,6 @@ type metrics struct {
 	// crank_security_event_to_bundle_seconds{from}: a new container's
 	// create event to its first bundle on disk.
 	bundleLatency *prometheus.HistogramVec
-	// crank_security_below_floor{service,container}: 1 while observed <
-	// floor (the alarm: in production the floor is the desired level).
-	belowFloor *prometheus.GaugeVec
-	// crank_security_degraded{service,container}: 1 while the ladder has
-	// given up (or only reports) and the drift stays.
-	degraded *prometheus.GaugeVec
 	// crank_security_info{environment,mode,version}: always 1.
 	info *prometheus.GaugeVec
 }
@@ -86,7 +83,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.initLevels()
 	m.identity = newIdentityGauge()
 	m.bundleLatency = newLatencyHistogram()
-	m.belowFloor, m.degraded, m.info = newStateGauges()
+	m.table = newLevelTable()
+	m.info = newInfoGauge()
 	for _, a := range []reconcile.Action{reconcile.ActionRestart, reconcile.ActionSignal, reconcile.ActionRelabel} {
 		for _, r := range reconcile.ActionResults() {
 			m.remediations.WithLabelValues(string(a), string(r))
@@ -102,7 +100,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.bundlesIssued.WithLabelValues(string(r))
 	}
 	reg.MustRegister(m.reconcileDuration, m.reconcileTotal, m.panics, m.events, m.reconnects, m.bundlesIssued,
-		m.level, m.desiredLevel, m.drift, m.probeDuration, m.remediations, m.expiry, m.renewal, m.identity, m.bundleLatency, m.belowFloor, m.degraded, m.info,
+		m.table, m.probeDuration, m.remediations, m.identity, m.bundleLatency, m.info,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -140,31 +138,11 @@ func (m *metrics) initPipeline() {
 // initLevels creates the collectors of what containers serve and of
 // their certificates.
 func (m *metrics) initLevels() {
-	m.level = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "crank_security_level",
-		Help: "Observed security level: 0 down, 1 plain, 2 tls, 3 mtls.",
-	}, []string{"service", "container"})
-	m.desiredLevel = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "crank_security_desired_level",
-		Help: "Desired security level: 0 down, 1 plain, 2 tls, 3 mtls.",
-	}, []string{"service", "container"})
-	m.drift = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "crank_security_drift",
-		Help: "1 while the observed level is below the desired level, else 0.",
-	}, []string{"service", "container"})
 	m.probeDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "crank_security_probe_duration_seconds",
 		Help:    "Wall time of one probe of one container (HTTPS with and without client cert, then HTTP).",
 		Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12),
 	})
-	m.expiry = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "crank_security_certificate_expiry_timestamp_seconds",
-		Help: "NotAfter as Unix time, by service and kind: server, client, served (the leaf the service serves now) and ca (service empty).",
-	}, []string{"service", "kind"})
-	m.renewal = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "crank_security_certificate_renewal_timestamp_seconds",
-		Help: "Last (when=last) and next scheduled (when=next) renewal of a service's bundle, as Unix time.",
-	}, []string{"service", "when"})
 	m.remediations = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "crank_security_remediations_total",
 		Help: "Container actions by action (restart, signal, relabel) and result (ok, error, dry-run, rate-limited).",
@@ -204,11 +182,7 @@ func (m *metrics) BundleIssued(reason string) { m.bundlesIssued.WithLabelValues(
 
 // Observed implements reconcile.Metrics.
 func (m *metrics) Observed(o reconcile.Observed) {
-	m.level.WithLabelValues(o.Service, o.Container).Set(float64(o.Level.Rank()))
-	m.desiredLevel.WithLabelValues(o.Service, o.Container).Set(float64(o.Desired.Rank()))
-	m.drift.WithLabelValues(o.Service, o.Container).Set(oneIf(o.Drift))
-	m.belowFloor.WithLabelValues(o.Service, o.Container).Set(oneIf(o.BelowFloor))
-	m.degraded.WithLabelValues(o.Service, o.Container).Set(oneIf(o.Degraded))
+	m.table.observed(o)
 	if o.Took > 0 {
 		m.probeDuration.Observe(o.Took.Seconds())
 	}
@@ -228,9 +202,7 @@ func (m *metrics) Remediated(action, result string) {
 
 // Forget implements reconcile.Metrics: a destroyed container's series go.
 func (m *metrics) Forget(service, container string) {
-	for _, g := range []*prometheus.GaugeVec{m.level, m.desiredLevel, m.drift, m.belowFloor, m.degraded} {
-		g.DeleteLabelValues(service, container)
-	}
+	m.table.forget(service, container)
 	m.identity.DeletePartialMatch(prometheus.Labels{"service": service, "container": container})
 }
 
@@ -239,15 +211,14 @@ func (m *metrics) Expiry(service, kind string, notAfter time.Time) {
 	if notAfter.IsZero() {
 		return
 	}
-	m.expiry.WithLabelValues(service, kind).Set(float64(notAfter.Unix()))
+	m.table.expiry(service, kind, notAfter)
 }
 
 // Renewal implements reconcile.Metrics.
 func (m *metrics) Renewal(service string, last, next time.Time) {
-	if !last.IsZero() {
-		m.renewal.WithLabelValues(service, "last").Set(float64(last.Unix()))
-	}
-	if !next.IsZero() {
-		m.renewal.WithLabelValues(service, "next").Set(float64(next.Unix()))
-	}
+	m.table.renewal(service, last, next)
 }
+
+// ForgetService implements reconcile.Metrics: the certificate series of a
+// service whose last container is gone go.
+func (m *metrics) ForgetService(service string) { m.table.forgetService(service) }

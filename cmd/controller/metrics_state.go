@@ -4,22 +4,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// newStateGauges creates the gauges alert rules key on: below the floor,
-// degraded, and the controller's own settings.
-func newStateGauges() (belowFloor, degraded, info *prometheus.GaugeVec) {
-	belowFloor = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "crank_security_below_floor",
-		Help: "1 while the observed level is below the floor (in production the floor is the desired level; in development it is plain), else 0.",
-	}, []string{"service", "container"})
-	degraded = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "crank_security_degraded",
-		Help: "1 while the remediation ladder has given up (budget spent, already relabelled, or on-drift=report) on a drift or a reload the container still needs, else 0.",
-	}, []string{"service", "container"})
-	info = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+// newInfoGauge creates crank_security_info, the controller's own settings
+// for alert rules to join on.
+func newInfoGauge() *prometheus.GaugeVec {
+	return prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "crank_security_info",
 		Help: "Always 1; the labels are the controller's environment, mode and version, for alert rules to join on.",
 	}, []string{"environment", "mode", "version"})
-	return belowFloor, degraded, info
 }
 
 // setInfo records the controller's settings in crank_security_info.
