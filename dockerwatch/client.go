@@ -35,6 +35,12 @@ type Client struct {
 	// Inspections remembers inspects for Known until the event stream says
 	// a container changed; the Watcher keeps it told.
 	Inspections *Inspections
+	// KeepEnv, if set, names the only environment variables Container.Env
+	// and Service.Env keep. A container's environment often carries its
+	// secrets, and a caller that reads a few variables of it then holds
+	// no others: not in memory, not in Inspections, not in a heap profile.
+	// Nil keeps every variable. Set it before the client is used.
+	KeepEnv []string
 }
 
 // New returns a Client for host, e.g. "unix:///var/run/docker.sock". An empty
@@ -96,10 +102,29 @@ func (c *Client) inspect(ctx context.Context, id string) (Container, error) {
 		return Container{}, fmt.Errorf("inspecting container %s: %w", id, err)
 	}
 	ctr := FromInspect(resp)
+	ctr.Env = onlyEnv(ctr.Env, c.KeepEnv)
 	if ctr.ImageLabels, err = c.images.labelsOf(ctx, ctr.ImageID); err != nil {
 		return Container{}, fmt.Errorf("inspecting container %s: %w", id, err)
 	}
 	return ctr, nil
+}
+
+// onlyEnv returns the variables of env that keep names; a nil keep keeps
+// them all.
+func onlyEnv(env map[string]string, keep []string) map[string]string {
+	if keep == nil {
+		return env
+	}
+	var out map[string]string
+	for _, k := range keep {
+		if v, ok := env[k]; ok {
+			if out == nil {
+				out = make(map[string]string, len(keep))
+			}
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // List returns every container, stopped ones included, each fully inspected.

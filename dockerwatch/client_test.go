@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -115,5 +116,45 @@ func TestNewNeverPinsTheAPIVersion(t *testing.T) {
 	// client would report the pin before any request.
 	if got := c.SDK().ClientVersion(); got == "1.24" {
 		t.Errorf("got client version %q from DOCKER_API_VERSION, want negotiation", got)
+	}
+}
+
+// KeepEnv decides what of a container's environment the client holds, in
+// what Inspect returns and in what Known remembers.
+func TestKeepEnvDropsEveryOtherVariable(t *testing.T) {
+	t.Parallel()
+	env := []string{"SERVICE_PORT=8080", "DB_PASSWORD=hunter2", "DSN=postgres://u:p@db/x"}
+	tests := map[string]struct {
+		keep []string
+		want map[string]string
+	}{
+		"should keep everything without a list": {nil, map[string]string{"SERVICE_PORT": "8080", "DB_PASSWORD": "hunter2", "DSN": "postgres://u:p@db/x"}},
+		"should keep only the variables named":  {[]string{"SERVICE_PORT", "SERVICE_HTTPS_PORT"}, map[string]string{"SERVICE_PORT": "8080"}},
+		"should keep nothing when none is set":  {[]string{"SERVICE_HTTPS_PORT"}, nil},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Api-Version", "1.41")
+				switch versionPrefix.ReplaceAllString(r.URL.Path, "") {
+				case "/containers/c1/json":
+					_ = json.NewEncoder(w).Encode(inspectFixture(func(r *container.InspectResponse) { r.ID, r.Config.Env = "c1", env }))
+				default:
+					_, _ = w.Write([]byte(`{"Id":"sha256:abc","Config":{}}`))
+				}
+			}))
+			c := clientOf(t, srv)
+			c.KeepEnv = tt.keep
+			for _, look := range []func(context.Context, string) (Container, error){c.Inspect, c.Known} {
+				got, err := look(context.Background(), "c1")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !maps.Equal(got.Env, tt.want) {
+					t.Errorf("got env %v, want %v", got.Env, tt.want)
+				}
+			}
+		})
 	}
 }

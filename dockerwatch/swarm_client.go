@@ -35,9 +35,16 @@ func (c *Client) Services(ctx context.Context) ([]Service, error) {
 	}
 	out := make([]Service, 0, len(list))
 	for _, s := range list {
-		out = append(out, FromService(s))
+		out = append(out, c.fromService(s))
 	}
 	return out, nil
+}
+
+// fromService is FromService with the client's KeepEnv applied.
+func (c *Client) fromService(s swarm.Service) Service {
+	out := FromService(s)
+	out.Env = onlyEnv(out.Env, c.KeepEnv)
+	return out
 }
 
 // Service returns one service by ID or name. An unknown service yields an
@@ -50,7 +57,7 @@ func (c *Client) Service(ctx context.Context, id string) (Service, error) {
 		}
 		return Service{}, fmt.Errorf("inspecting service %s: %w", id, err)
 	}
-	return FromService(s), nil
+	return c.fromService(s), nil
 }
 
 // Tasks lists the tasks of one service, history included (shut-down

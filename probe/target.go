@@ -28,6 +28,10 @@ const (
 	EnvHTTPPort  = "SERVICE_PORT"
 )
 
+// TargetEnv lists the environment variables TargetFor reads from a
+// container: all of its environment a caller needs to keep.
+func TargetEnv() []string { return []string{EnvHTTPSPort, EnvHTTPPort} }
+
 // DefaultHealthPath is probed when no label says otherwise.
 const DefaultHealthPath = "/health"
 

@@ -79,6 +79,7 @@ func (p *parts) open(ctx context.Context, onClose func(func())) error {
 	if p.docker, err = dockerwatch.New(p.cfg.DockerHost); err != nil {
 		return fmt.Errorf("creating Docker client: %w", err)
 	}
+	p.docker.KeepEnv = probe.TargetEnv()
 	p.scope, p.networks, err = detectScope(ctx, p.docker, p.cfg.Project, p.log)
 	return err
 }

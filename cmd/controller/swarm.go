@@ -83,6 +83,7 @@ func runSwarm(ctx context.Context, cfg Config, log *slog.Logger) error {
 		return fmt.Errorf("creating Docker client: %w", err)
 	}
 	defer docker.Close()
+	docker.KeepEnv = probe.TargetEnv()
 	self, err := detectSwarmSelf(ctx, docker, cfg.Project, log)
 	if err != nil {
 		return err
