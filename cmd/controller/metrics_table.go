@@ -44,7 +44,7 @@ type kindTime struct {
 	at   int64
 }
 
-// The families of levelTable. Their help texts are the README's.
+// The families levelTable writes; the README lists them.
 var (
 	containerLabels = []string{"service", "container"}
 	levelDesc       = prometheus.NewDesc("crank_security_level",
