@@ -13,6 +13,7 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/swarm"
 )
 
 var versionPrefix = regexp.MustCompile(`^/v[0-9.]+`)
@@ -119,8 +120,9 @@ func TestNewNeverPinsTheAPIVersion(t *testing.T) {
 	}
 }
 
-// KeepEnv decides what of a container's environment the client holds, in
-// what Inspect returns and in what Known remembers.
+// KeepEnv decides what of a container's or a swarm service's environment
+// the client holds, in what Inspect returns, in what Known remembers, and
+// in a service.
 func TestKeepEnvDropsEveryOtherVariable(t *testing.T) {
 	t.Parallel()
 	env := []string{"SERVICE_PORT=8080", "DB_PASSWORD=hunter2", "DSN=postgres://u:p@db/x"}
@@ -140,6 +142,9 @@ func TestKeepEnvDropsEveryOtherVariable(t *testing.T) {
 				switch versionPrefix.ReplaceAllString(r.URL.Path, "") {
 				case "/containers/c1/json":
 					_ = json.NewEncoder(w).Encode(inspectFixture(func(r *container.InspectResponse) { r.ID, r.Config.Env = "c1", env }))
+				case "/services/s1":
+					_ = json.NewEncoder(w).Encode(swarm.Service{ID: "s1", Spec: swarm.ServiceSpec{
+						TaskTemplate: swarm.TaskSpec{ContainerSpec: &swarm.ContainerSpec{Env: env}}}})
 				default:
 					_, _ = w.Write([]byte(`{"Id":"sha256:abc","Config":{}}`))
 				}
@@ -154,6 +159,13 @@ func TestKeepEnvDropsEveryOtherVariable(t *testing.T) {
 				if !maps.Equal(got.Env, tt.want) {
 					t.Errorf("got env %v, want %v", got.Env, tt.want)
 				}
+			}
+			svc, err := c.Service(context.Background(), "s1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !maps.Equal(svc.Env, tt.want) {
+				t.Errorf("got service env %v, want %v", svc.Env, tt.want)
 			}
 		})
 	}
