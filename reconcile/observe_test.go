@@ -307,3 +307,28 @@ func TestLadderWaitsForAServiceThatReloadsByItself(t *testing.T) {
 		})
 	}
 }
+
+// A reconcile stopped while probing (the controller shutting down) still
+// records the bundle it issued before the probe, so a restart finds the
+// record, not a bundle nobody remembers issuing.
+func TestAStopDuringTheProbeKeepsTheIssuance(t *testing.T) {
+	t.Parallel()
+	c := newContainer(withRunningSince(time.Date(2026, 11, 29, 11, 0, 0, 0, time.UTC)))
+	f := newFixture(t, c)
+	withProbing(f, Development, probe.MTLS, &fakeActions{})
+	ctx, stop := context.WithCancel(t.Context())
+	f.r.Prober.(*fakeProber).result = func(probe.Target) probe.Result {
+		stop() // the shutdown lands mid-probe
+		return probe.Result{Level: probe.Down}
+	}
+	if _, err := f.r.Reconcile(ctx, c.ID); !errors.Is(err, context.Canceled) {
+		t.Fatalf("got error %v, want context.Canceled", err)
+	}
+	rec, ok, err := f.records.Get(c.ID)
+	if err != nil || !ok {
+		t.Fatalf("got no record (%v), want the issuance recorded", err)
+	}
+	if rec.Bundle.IssuedReason != "missing" || rec.Bundle.ServerSerial == "" || !rec.Level.LastProbeAt.IsZero() {
+		t.Errorf("got bundle %+v and last probe %v, want the issuance and no observation", rec.Bundle, rec.Level.LastProbeAt)
+	}
+}

@@ -278,6 +278,11 @@ func (r *ContainerReconciler) reconcilePass(ctx context.Context, p *pass) (Resul
 	}
 	if r.Prober != nil {
 		gone, err := r.observe(ctx, p)
+		if err != nil && ctx.Err() != nil {
+			// Stopped while probing: what the pass did before the probe (an
+			// issuance above all) is still recorded, without an observation.
+			return Result{}, errors.Join(err, r.save(p))
+		}
 		if err != nil {
 			return Result{}, err
 		}
