@@ -65,6 +65,9 @@ func newCoreFixture(t *testing.T, o ControllerOptions) *coreFixture {
 	// harness's own cleanup: stop the writer, then remove what it wrote
 	// (a t.TempDir would be removed while the controller still writes).
 	t.Cleanup(func() {
+		if t.Failed() {
+			f.logTail(t, 80)
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		_ = h.Docker.ContainerRemove(ctx, f.ctrl.ID, container.RemoveOptions{Force: true})
@@ -72,6 +75,18 @@ func newCoreFixture(t *testing.T, o ControllerOptions) *coreFixture {
 	})
 	f.waitReady(t)
 	return f
+}
+
+// logTail logs the controller's last n log lines, so a failure under
+// CI's load can be read without a rerun.
+func (f *coreFixture) logTail(t *testing.T, n int) {
+	all, _, err := f.h.logs(f.ctrl.ID)
+	if err != nil {
+		t.Logf("controller logs: %v", err)
+		return
+	}
+	lines := strings.Split(strings.TrimRight(all, "\n"), "\n")
+	t.Logf("controller's last %d log lines:\n%s", min(n, len(lines)), strings.Join(lines[max(0, len(lines)-n):], "\n"))
 }
 
 // waitReady waits for /readyz: connected to Docker with the initial list done.
@@ -446,7 +461,15 @@ func TestCoreConvergesAfterDowntime(t *testing.T) {
 	t.Parallel()
 	f := newCoreFixture(t, ControllerOptions{})
 	old := f.service(t, "leaver")
-	WaitFor(t, 15*time.Second, func() (bool, string) { return f.serverCert("leaver") != nil, "no bundle for leaver" })
+	// Its record, probed, and not only its bundle: what the restart must
+	// clean up is the record.
+	WaitFor(t, 15*time.Second, func() (bool, string) {
+		at, err := f.lastProbe(old.ID)
+		if err != nil || at.IsZero() || f.serverCert("leaver") == nil {
+			return false, fmt.Sprintf("no bundle and probed record for leaver yet (%v)", err)
+		}
+		return true, ""
+	})
 	f.stopController(t)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
