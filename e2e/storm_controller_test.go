@@ -66,6 +66,11 @@ func (c *hostController) start(probe, resync time.Duration) error {
 		"CRANK_MODE=observe", "CRANK_STATE_DIR="+c.stateDir, "CRANK_CERTS_ROOT="+c.certsRoot,
 		"CRANK_PROJECT="+c.project, "CRANK_LISTEN="+c.listen, "CRANK_PROBE_INTERVAL="+probe.String(),
 		"CRANK_RESYNC_INTERVAL="+resync.String(), "CRANK_LOG_FORMAT=json", "CRANK_LOG_LEVEL=info")
+	if addr := os.Getenv("STORM_PPROF"); addr != "" {
+		// For a heap profile at the peak; GODEBUG=memprofilerate=N passes
+		// through like any variable that is not CRANK_*.
+		cmd.Env = append(cmd.Env, "CRANK_PPROF_LISTEN="+addr)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("starting %s: %w", c.bin, err)

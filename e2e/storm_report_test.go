@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"os"
 	"os/exec"
 	"runtime"
 	"slices"
@@ -265,6 +266,10 @@ func stormConditions(h *Harness, ctls []stormController) string {
 	commit, _ := exec.CommandContext(ctx, "git", "-C", h.root, "describe", "--always", "--dirty", "--abbrev=12").Output()
 	fmt.Fprintf(&b, "- benchmark from %s; engine %s, %d cores, %s\n",
 		orUnknown(commit), engine, runtime.NumCPU(), time.Now().UTC().Format(time.RFC3339))
+	if addr := os.Getenv("STORM_PPROF"); addr != "" {
+		fmt.Fprintf(&b, "- runtime profiles served on %s (STORM_PPROF), GODEBUG=%q: figures taken while profiling are not comparable with others\n",
+			addr, os.Getenv("GODEBUG"))
+	}
 	return b.String()
 }
 
