@@ -29,25 +29,11 @@ type metrics struct {
 	// crank_security_bundles_issued_total{reason}: bundles issued, by the
 	// validation reason that required it (missing, renew-due, ...).
 	bundlesIssued *prometheus.CounterVec
-	// The series there is one of per container or per service (levelTable):
-	//   - crank_security_level{service,container}: observed level as a
-	//     number, by probe.Level.Rank: down=0, plain=1, tls=2, mtls=3;
-	//   - crank_security_desired_level{service,container}: desired level,
-	//     same mapping;
-	//   - crank_security_drift{service,container}: 1 while observed <
-	//     desired;
-	//   - crank_security_below_floor{service,container}: 1 while observed <
-	//     floor (the alarm: in production the floor is the desired level);
-	//   - crank_security_degraded{service,container}: 1 while the ladder
-	//     has given up (or only reports) and the drift stays;
-	//   - crank_security_certificate_expiry_timestamp_seconds{service,kind}:
-	//     NotAfter of the server and client leaves on disk, of the leaf a
-	//     service actually serves (kind="served"), and of the CA
-	//     (service="", kind="ca"), as Unix time. Alert on
-	//     (x - time()) / 86400 < N;
-	//   - crank_security_certificate_renewal_timestamp_seconds{service,when}:
-	//     the last (when="last") and next scheduled (when="next") renewal of
-	//     a service's bundle, as Unix time.
+	// table holds the series there is one of per container or per
+	// service: crank_security_level, _desired_level, _drift, _below_floor,
+	// _degraded, _certificate_expiry_timestamp_seconds and
+	// _certificate_renewal_timestamp_seconds (levelTable's descs say what
+	// each means).
 	table *levelTable
 	// crank_security_probe_duration_seconds: wall time of one probe (all
 	// three steps).
