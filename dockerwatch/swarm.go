@@ -107,12 +107,23 @@ type Task struct {
 
 // Task states the controller distinguishes.
 const (
+	TaskStarting = "starting" // the container runs; its health check has not passed yet
 	TaskRunning  = "running"
 	TaskShutdown = "shutdown"
 )
 
 // Running reports whether the task runs and is meant to.
 func (t Task) Running() bool { return t.State == TaskRunning && t.DesiredState == TaskRunning }
+
+// ProcessUp reports whether the task's container has started and not
+// ended (starting or running), whatever the orchestrator now wants: a task
+// told to shut down keeps its process, and the bundle it started with,
+// until the process exits, which may take its whole stop grace period.
+func (t Task) ProcessUp() bool { return t.State == TaskStarting || t.State == TaskRunning }
+
+// Live reports whether the task is meant to run or its process is still
+// up: the tasks whose bundle matters.
+func (t Task) Live() bool { return t.DesiredState == TaskRunning || t.ProcessUp() }
 
 // Secret is a swarm secret's metadata; its value cannot be read back.
 type Secret struct {

@@ -35,7 +35,7 @@ func TestSwarm(t *testing.T) {
 
 	api := sw.startController(t, ctrlImage, stack)
 	web := sw.CreateService(t, testService(stack, "web", svcImage, 2))
-	sampler := sw.CreateService(t, testService(stack, "sampler", svcImage, 1, "CALL_URL=https://web:8443/health", "CALL_INTERVAL=200ms"))
+	sampler := sw.CreateService(t, slowToStop(testService(stack, "sampler", svcImage, 1, "CALL_URL=https://web:8443/health", "CALL_INTERVAL=200ms")))
 	f.firstMTLS = WaitFor(t, 3*time.Minute, api.allAt("mtls", "web", "sampler"))
 	t.Logf("first deploy: every task of web (2) and sampler (1) serves mtls %s after the services were created", f.firstMTLS.Round(time.Millisecond))
 
@@ -112,6 +112,24 @@ func testService(stack, name, image string, replicas uint64, env ...string) Swar
 			spec.EndpointSpec = &swarm.EndpointSpec{Mode: swarm.ResolutionModeDNSRR}
 		},
 	}
+}
+
+// slowToStop makes a service's tasks go on for 3 s after the engine asks
+// them to stop, as a worker that finishes its job does, still calling its
+// peers with the bundle it started with: the engine sends SIGWINCH, which
+// the process ignores, then SIGKILL after the grace period. A rollout's
+// replaced task is then alive well after its successor runs, and a CA
+// rollover must wait for it.
+func slowToStop(o SwarmService) SwarmService {
+	spec := o.Spec
+	o.Spec = func(s *swarm.ServiceSpec) {
+		if spec != nil {
+			spec(s)
+		}
+		s.TaskTemplate.ContainerSpec.StopSignal = "SIGWINCH"
+		s.TaskTemplate.ContainerSpec.StopGracePeriod = ptr(3 * time.Second)
+	}
+	return o
 }
 
 // killKeepsIdentity kills one web task's container: the engine replaces

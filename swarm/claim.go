@@ -82,7 +82,7 @@ func (r *Reconciler) recordRefusal(p *pass) error {
 		p.log.Warn(msg, keyReason, string(f.Reason))
 	})
 	for _, t := range p.tasks {
-		if t.DesiredState != dockerwatch.TaskRunning {
+		if !t.Live() {
 			continue
 		}
 		rec := state.Record{ContainerID: t.ID, ContainerName: taskName(p.svc, t), Service: p.identity, Project: p.svc.Stack, Node: t.NodeID,
@@ -91,14 +91,14 @@ func (r *Reconciler) recordRefusal(p *pass) error {
 			return fmt.Errorf("recording refused task %s: %w", rec.ContainerName, err)
 		}
 	}
-	return r.dropRecords(p, runningIDs(p.tasks))
+	return r.dropRecords(p, liveIDs(p.tasks))
 }
 
-// runningIDs are the IDs of the tasks meant to run.
-func runningIDs(tasks []dockerwatch.Task) []string {
+// liveIDs are the IDs of the tasks meant to run or still running.
+func liveIDs(tasks []dockerwatch.Task) []string {
 	var ids []string
 	for _, t := range tasks {
-		if t.DesiredState == dockerwatch.TaskRunning {
+		if t.Live() {
 			ids = append(ids, t.ID)
 		}
 	}

@@ -82,7 +82,7 @@ func ReferencedBy(svc dockerwatch.Service, tasks []dockerwatch.Task) map[string]
 		add(svc.PreviousSecrets)
 	}
 	for _, t := range tasks {
-		if t.DesiredState == dockerwatch.TaskRunning || t.State == dockerwatch.TaskRunning {
+		if t.Live() {
 			add(t.Secrets)
 		}
 	}

@@ -2,6 +2,7 @@ package swarm
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strings"
 	"testing"
@@ -126,6 +127,51 @@ func TestReconcileRenewsAndRemovesTheOldGeneration(t *testing.T) {
 	g.reconcile(t, "svc-web")
 	if n := g.engine.secretCount(); n != 5 {
 		t.Errorf("got %d secrets once generation 2 is mounted everywhere, want 5 (generation 1 removed)", n)
+	}
+}
+
+// A rolling update replaces a task by asking it to stop; until its process
+// exits, it still calls and serves peers with the bundle it started with,
+// so the CA rollover must keep waiting for it.
+func TestReconcileKeepsAStoppingTaskUntilItsProcessExits(t *testing.T) {
+	t.Parallel()
+	g := newRig(t, service())
+	g.reconcile(t, "svc-web")
+	g.engine.converge("svc-web", t0)
+	g.reconcile(t, "svc-web")
+	g.now = t0.Add(90 * time.Minute) // renewal: generation 2 is rolled out
+	g.reconcile(t, "svc-web")
+	replaced := g.engine.tasks["svc-web"]
+	for i := range replaced {
+		replaced[i].DesiredState = dockerwatch.TaskShutdown
+	}
+	g.engine.converge("svc-web", g.now)
+	g.engine.tasks["svc-web"] = append(g.engine.tasks["svc-web"], replaced...)
+	probed := len(g.prober.probed)
+	g.reconcile(t, "svc-web")
+
+	if recs, _ := g.store.ListService("web"); len(recs) != 4 {
+		t.Fatalf("got %d records while the replaced tasks stop, want 4 (2 new, 2 stopping)", len(recs))
+	}
+	c, err := g.r.Inspect(context.Background(), replaced[0].ID)
+	if err != nil || c.State != dockerwatch.StateRunning || !c.StartedAt.IsZero() {
+		t.Errorf("got %+v (%v) for a stopping task, want a running process older than the newest bundle", c, err)
+	}
+	if n := len(g.prober.probed) - probed; n != 2 {
+		t.Errorf("got %d probes, want 2: only the tasks meant to run are probed", n)
+	}
+
+	g.engine.tasks["svc-web"] = g.engine.tasks["svc-web"][:2]
+	for _, task := range replaced {
+		task.State = dockerwatch.TaskShutdown
+		g.engine.tasks["svc-web"] = append(g.engine.tasks["svc-web"], task)
+	}
+	g.reconcile(t, "svc-web")
+	if recs, _ := g.store.ListService("web"); len(recs) != 2 {
+		t.Errorf("got %d records once the replaced tasks exited, want 2", len(recs))
+	}
+	if _, err := g.r.Inspect(context.Background(), replaced[0].ID); !errors.Is(err, dockerwatch.ErrNotFound) {
+		t.Errorf("got %v for an exited task, want not found", err)
 	}
 }
 

@@ -12,18 +12,21 @@ import (
 	"github.com/crank-platform/crank-mtls-controller/state"
 )
 
-// record writes one state record per task meant to run, keyed by task ID,
-// so the status API, `controller status` and the CA rollover see tasks as
-// they see containers; records of the service's other tasks go. It also
-// publishes the pass to the status API and metrics.
+// record writes one state record per live task (meant to run, or still
+// running while it stops), keyed by task ID, so the status API,
+// `controller status` and the CA rollover see tasks as they see
+// containers: a replaced task that is still stopping still calls its peers
+// with its old bundle, and a rollover phase must wait for it to exit.
+// Records of the service's other tasks go. It also publishes the pass to
+// the status API and metrics.
 func (r *Reconciler) record(p *pass, obs []TaskObservation) error {
 	probed := map[string]TaskObservation{}
 	for _, o := range obs {
 		probed[o.Task.ID] = o
 	}
-	keep := runningIDs(p.tasks)
+	keep := liveIDs(p.tasks)
 	for _, t := range p.tasks {
-		if t.DesiredState != dockerwatch.TaskRunning {
+		if !t.Live() {
 			continue
 		}
 		rec, _, err := r.Store.Get(t.ID)
