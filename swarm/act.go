@@ -33,7 +33,8 @@ func (r *Reconciler) rollout(ctx context.Context, p *pass) error {
 		return nil
 	}
 	desired := DesiredSecrets(p.svc.Secrets, *p.latest, p.gens, Mount{Root: r.Root, Identity: p.identity, Owner: p.owner})
-	plan := DecideRollout(RolloutInputs{Service: p.svc, Desired: desired, Latest: p.latest.N, State: p.st, Policy: r.Levels, Now: p.now})
+	plan := DecideRollout(RolloutInputs{Service: p.svc, Desired: desired, Latest: p.latest.N, Mounted: MountedGeneration(p.svc.Secrets, p.gens),
+		State: p.st, Policy: r.Levels, Now: p.now})
 	p.rollout = plan
 	p.retryAt(plan.RetryAt)
 	switch plan.Code {
@@ -45,9 +46,9 @@ func (r *Reconciler) rollout(ctx context.Context, p *pass) error {
 	case RolloutObserve:
 		r.note(p.svc.ID, "rollout", plan.Message, func(msg string) { p.log.Info(p.identity+": observe mode: "+msg, keyAction, UpdateRollout) })
 		r.count(UpdateRollout, ResultDryRun)
-	case RolloutStart, RolloutJoin:
-		// Joining an update in flight restarts nothing more than that update
-		// does: it is not held to the global action limit.
+	case RolloutStart, RolloutJoin, RolloutSupersede:
+		// Joining or superseding an update in flight restarts nothing more
+		// than that update does: it is not held to the global action limit.
 		done, err := r.update(ctx, p, UpdateRollout, plan.Change, plan.Message, plan.Code == RolloutStart)
 		if err != nil || !done {
 			return err

@@ -39,10 +39,15 @@ const (
 	// flight with a spec that lacks the bundle; add it to that update now,
 	// before its new tasks fail their health checks without certificates
 	// and the engine rolls the operator's change back.
-	RolloutJoin    RolloutCode = "join"
-	RolloutBackoff RolloutCode = "backoff"  // the last rollout of this generation did not hold; wait
-	RolloutGivenUp RolloutCode = "given-up" // it did not hold MaxRollouts times; degraded
-	RolloutObserve RolloutCode = "observe"  // observe mode: logged, not done
+	RolloutJoin RolloutCode = "join"
+	// RolloutSupersede: an update is in flight whose spec mounts an older
+	// generation (most often the controller's own previous rollout, when a
+	// CA rollover phase or a renewal comes before it completed); the newest
+	// replaces it at once, as a join does.
+	RolloutSupersede RolloutCode = "supersede"
+	RolloutBackoff   RolloutCode = "backoff"  // the last rollout of this generation did not hold; wait
+	RolloutGivenUp   RolloutCode = "given-up" // it did not hold MaxRollouts times; degraded
+	RolloutObserve   RolloutCode = "observe"  // observe mode: logged, not done
 )
 
 // MaxRollouts is how many times one generation is rolled out before the
@@ -56,6 +61,7 @@ type RolloutInputs struct {
 	Service dockerwatch.Service
 	Desired []dockerwatch.SecretRef // DesiredSecrets of the newest generation
 	Latest  int                     // its number
+	Mounted int                     // the generation the spec mounts; 0 for none
 	State   ServiceState
 	Policy  reconcile.Policy // Mode and Backoff
 	Now     time.Time
@@ -85,8 +91,12 @@ func DecideRollout(in RolloutInputs) RolloutPlan {
 	case svc.UpdateState == "updating":
 		plan := RolloutPlan{Code: RolloutJoin, Change: rolloutChange(svc, in.Desired),
 			Message: fmt.Sprintf("an update without the bundle is in flight (a stack deploy?): adding generation %d to it", in.Latest)}
+		if in.Mounted != 0 {
+			plan.Code, plan.Message = RolloutSupersede, fmt.Sprintf(
+				"an update to generation %d is in flight: generation %d replaces it", in.Mounted, in.Latest)
+		}
 		if in.Policy.Mode == reconcile.Observe {
-			plan.Code, plan.Message = RolloutObserve, "would join: "+plan.Message
+			plan.Code, plan.Message = RolloutObserve, "would "+string(plan.Code)+": "+plan.Message
 		}
 		return plan
 	}

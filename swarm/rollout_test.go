@@ -13,11 +13,12 @@ func TestDecideRollout(t *testing.T) {
 	g2 := gen(2)
 	policy := reconcile.Policy{Mode: reconcile.Enforce, BackoffBase: 10 * time.Second, BackoffMax: time.Minute}
 	tests := map[string]struct {
-		svc   dockerwatch.Service
-		st    ServiceState
-		mode  reconcile.Mode
-		want  RolloutCode
-		retry time.Duration // wanted RetryAt - t0; 0 for none
+		svc     dockerwatch.Service
+		mounted int // the generation svc mounts
+		st      ServiceState
+		mode    reconcile.Mode
+		want    RolloutCode
+		retry   time.Duration // wanted RetryAt - t0; 0 for none
 	}{
 		"should do nothing when the spec mounts the newest generation": {
 			svc: service(mounting(refsOf(g2)...)), want: RolloutCurrent},
@@ -29,6 +30,10 @@ func TestDecideRollout(t *testing.T) {
 			svc: service(updateState("rollback_started")), want: RolloutInProgress, retry: inProgressPoll},
 		"should join an update in flight that dropped the bundle (a stack deploy)": {
 			svc: service(updateState("updating")), want: RolloutJoin},
+		"should supersede an update in flight to an older generation": {
+			svc: service(updateState("updating"), mounting(refsOf(gen(1))...)), mounted: 1, want: RolloutSupersede},
+		"should only log a supersede in observe mode": {
+			svc: service(updateState("updating"), mounting(refsOf(gen(1))...)), mounted: 1, mode: reconcile.Observe, want: RolloutObserve},
 		"should leave an update in flight that mounts the bundle": {
 			svc: service(updateState("updating"), mounting(refsOf(g2)...)), want: RolloutCurrent},
 		"should back off after a rollout of the same generation did not hold": {
@@ -51,14 +56,14 @@ func TestDecideRollout(t *testing.T) {
 			if tc.mode != "" {
 				p.Mode = tc.mode
 			}
-			got := DecideRollout(RolloutInputs{Service: tc.svc, Desired: refsOf(g2), Latest: 2, State: tc.st, Policy: p, Now: t0})
+			got := DecideRollout(RolloutInputs{Service: tc.svc, Desired: refsOf(g2), Latest: 2, Mounted: tc.mounted, State: tc.st, Policy: p, Now: t0})
 			if got.Code != tc.want {
 				t.Fatalf("got %s (%s), want %s", got.Code, got.Message, tc.want)
 			}
 			if tc.retry != 0 && !got.RetryAt.Equal(t0.Add(tc.retry)) {
 				t.Errorf("got retry at %s, want t0+%s", got.RetryAt, tc.retry)
 			}
-			if (got.Code == RolloutStart || got.Code == RolloutJoin) && !SameSecrets(got.Change.Secrets, refsOf(g2)) {
+			if (got.Code == RolloutStart || got.Code == RolloutJoin || got.Code == RolloutSupersede) && !SameSecrets(got.Change.Secrets, refsOf(g2)) {
 				t.Errorf("got change %+v, want the references of generation 2", got.Change.Secrets)
 			}
 		})
