@@ -20,17 +20,18 @@ import (
 
 // stormRow is one N's figures.
 type stormRow struct {
-	N          int
-	controller string // its label
-	idle       idleFigures
-	storm      stormFigures
-	status     statusFigures
-	product    []histogramQuantiles // the storm's share; none while the controller exports none
-	restart    restartFigures
-	errors     int    // ERROR lines the controller logged over the storm
-	load       string // 1-minute load average at the start
-	others     int    // containers on the engine before the storm
-	wall       time.Duration
+	N             int
+	controller    string        // its label
+	probeInterval time.Duration // the storm's controller's
+	idle          idleFigures
+	storm         stormFigures
+	status        statusFigures
+	product       []histogramQuantiles // the storm's share; none while the controller exports none
+	restart       restartFigures
+	errors        int    // ERROR lines the controller logged over the storm
+	load          string // 1-minute load average at the start
+	others        int    // containers on the engine before the storm
+	wall          time.Duration
 }
 
 // stormFigures are the storm's latencies and the controller's cost.
@@ -46,6 +47,10 @@ type stormFigures struct {
 	peakRSS        int64         // VmHWM
 	steady         time.Duration // CPU over the probe interval after the storm
 	running        time.Duration // the containers' running times inside the window, summed
+	// probes and reconciles are the controller's own counts as the queue
+	// drained (its process started just before the storm; the idle phase's
+	// are in too).
+	probes, reconciles float64
 }
 
 // idleFigures are the latencies of the idle phase: see measureIdle.
@@ -146,6 +151,35 @@ func readEventToBundle(ctl *hostController) histogramBuckets {
 		buckets[series][le] = v
 	}
 	return buckets
+}
+
+// readWork sums the controller's probe and reconcile counters; zero where
+// it exports none.
+func readWork(ctl *hostController) (probes, reconciles float64) {
+	code, body, _, err := ctl.get("/metrics")
+	if err != nil || code != 200 {
+		return 0, 0
+	}
+	sc := bufio.NewScanner(bytes.NewReader(body))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		fields := strings.Fields(line)
+		if len(fields) < 2 || strings.HasPrefix(line, "#") {
+			continue
+		}
+		v, err := strconv.ParseFloat(fields[1], 64)
+		if err != nil {
+			continue
+		}
+		switch name, _, _ := strings.Cut(fields[0], "{"); name {
+		case "crank_security_probe_duration_seconds_count":
+			probes += v
+		case "crank_security_reconcile_total":
+			reconciles += v
+		}
+	}
+	return probes, reconciles
 }
 
 // minus is what was observed since base was read from the same process.
@@ -285,8 +319,9 @@ func renderStorm(conditions string, rows []stormRow, wall time.Duration) string 
 	var b strings.Builder
 	b.WriteString("# Start storm: the controller's cost per container\n\n")
 	b.WriteString(conditions)
-	fmt.Fprintf(&b, "- controller on the host, observe mode, probe interval %s, default workers; one compose project, one service per container; "+
-		"all N created, then all started, %d calls in flight\n", stormProbeInterval, stormConcurrency)
+	fmt.Fprintf(&b, "- controller on the host, observe mode, probe interval %s (\"periodic probes off\": %s, so probes come only from events), default workers; "+
+		"one compose project, one service per container; all N created, then all started, %d calls in flight\n",
+		stormProbeInterval, eventsOnlyProbeInterval, stormConcurrency)
 	fmt.Fprintf(&b, "- whole run: %s\n\n", wall.Round(time.Second))
 	renderStormTable(&b, rows)
 	renderIdleTable(&b, rows)
@@ -298,15 +333,16 @@ func renderStorm(conditions string, rows []stormRow, wall time.Duration) string 
 
 func renderStormTable(b *strings.Builder, rows []stormRow) {
 	b.WriteString("| N | controller | create → bundle p50 / p99 | event → bundle p50 / p99 | event → bundle, controller's histogram p50 / p99 | " +
-		"CPU per container | steady CPU per container per 30 s | storm CPU per container, periodic probes excluded (derived) | " +
+		"CPU per container | probes / reconciles per container | steady CPU per container per 30 s | storm CPU per container, periodic probes excluded (derived) | " +
 		"peak RSS | ready after restart | CPU in 5 s after restart | resync CPU | status API time / size | last create → last bundle | ERROR lines |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
 		s, n := r.storm, time.Duration(r.N)
-		fmt.Fprintf(b, "| %d | %s | %s / %s | %s / %s | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s | %s | %d |\n", r.N, r.controller,
+		fmt.Fprintf(b, "| %d | %s | %s / %s | %s / %s | %s | %s | %.1f / %.1f | %s | %s | %s | %s | %s | %s | %s / %s | %s | %d |\n", r.N, r.controller,
 			ms(percentile(s.createToBundle, 0.5)), ms(percentile(s.createToBundle, 0.99)),
 			ms(percentile(s.eventToBundle, 0.5)), ms(percentile(s.eventToBundle, 0.99)),
-			productCell(r.product), ms(s.cpu/n), ms(s.steady/n), ms(s.probesExcluded(r.N)/n), mib(s.peakRSS),
+			productCell(r.product), ms(s.cpu/n), s.probes/float64(r.N), s.reconciles/float64(r.N),
+			ms(s.steady/n), ms(s.probesExcluded(r.N)/n), mib(s.peakRSS),
 			secs(r.restart.ready), secs(r.restart.cpu5s), secs(r.restart.withResync-r.restart.baseline),
 			ms(r.status.median), kib(r.status.size), ms(s.lastBundle.Sub(s.lastCreate)), r.errors)
 	}
@@ -426,7 +462,8 @@ How each figure is taken:
 
 - The containers are created, all N of them, then started, 8 calls in flight, as compose does: the controller can issue each bundle before its process starts. Every container runs the test service, which waits for its bundle and serves mTLS, so probes are real handshakes. Other containers on the engine are inspected by the controller too (see the details).
 - create → bundle: from ContainerCreate returning to ..data appearing in the service's bundle directory (inotify). event → bundle: from the create event's own time (TimeNano) to the same moment; it leaves out the create call's own time.
-- CPU per container: the controller process's utime+stime (/proc/<pid>/stat) from the first create until its queue drained (under a tenth of a core for 1 s), divided by N. Peak RSS: VmHWM at that moment. The engine here starts a few containers a second, so a storm of 1,000 lasts several probe intervals and its CPU includes probes of the containers already running: steady CPU per container is the CPU of the probe interval right after the storm, divided by N, to tell the two apart.
+- CPU per container: the controller process's utime+stime (/proc/<pid>/stat) from the first create until its queue drained (under a tenth of a core for 1 s), divided by N. Peak RSS: VmHWM at that moment. The engine here starts a few containers a second, so a storm of 1,000 lasts several probe intervals and its CPU includes probes of the containers already running: steady CPU per container is the CPU of the probe interval right after the storm, divided by N, to tell the two apart. With periodic probes off (STORM_PERIODIC=off or both) there are none to tell apart: the CPU per container is what the controller spends on each container's create and start (its issuance, reconciles and probes), measured, not derived.
+- probes / reconciles per container: the controller's crank_security_probe_duration_seconds_count and crank_security_reconcile_total summed over their labels, read once as its queue drained, divided by N: the work behind the CPU (idle-phase containers' included).
 - ready after restart: SIGTERM, a new process over the same state, time from its start to the first /readyz 200. CPU in 5 s: the new process's CPU in its first 5 s.
 - resync CPU: the controller is restarted twice more with probes an hour apart (so none fall in the window), identically except that the second has a resync interval R just after the restart's pass over every container drained; resync CPU is the second's CPU minus the first's over the same window around R (both measured from readiness), so the restart's own work cancels out. It is whatever the controller does when its resync interval comes round, the first time after a start. The details give both figures, so the noise can be judged, and the CPU of the restart's own pass.
 - storm CPU per container, periodic probes excluded: derived, not measured. (storm CPU − steady × Σᵢ rᵢ / (N × 30 s)) / N, never below zero, where steady is the CPU of the probe interval after the storm (all N running) and rᵢ is how long container i ran inside the storm window (from its ContainerStart returning until the queue drained); the details give each term. It supposes a container running during the storm costs what it costs in a settled probe interval (its periodic probe, and its share of the timers), and takes that out; the starts' reconciles and their first probes stay in.

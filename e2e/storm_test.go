@@ -31,6 +31,15 @@ import (
 // N is then run with each in turn, so a change is measured against its
 // baseline in one run, on the same machine under the same load.
 //
+// STORM_PERIODIC is on (the default: the operator's 30 s probe interval),
+// off (probes only on events: an interval longer than any storm) or both
+// (each N and binary runs twice, on then off). The engine here starts a
+// few containers a second, so a storm of 1,000 lasts several probe
+// intervals: with periodic probes on, its CPU per container grows with N
+// through the probes of the containers already running, whatever the
+// controller does per container. Off measures what handling a container's
+// create and start costs, alone.
+//
 // Every figure is the controller's own (its process's CPU and memory from
 // /proc, its bundles on disk). See storm_report_test.go for what each
 // column means.
@@ -39,6 +48,7 @@ func TestStorm(t *testing.T) {
 	idle := stormIdle(t)
 	h := H(t)
 	ctls := stormControllers(t, h)
+	variants := stormVariants(t)
 	plan := stormPlan{image: h.ServiceImage(t), idle: idle}
 	plan.networks = newStormNetworks(t, h, slices.Max(sizes)+idle)
 	began := time.Now()
@@ -46,13 +56,16 @@ func TestStorm(t *testing.T) {
 run:
 	for _, n := range sizes {
 		for _, c := range ctls {
-			ok := t.Run(fmt.Sprintf("N=%d/%s", n, c.label), func(t *testing.T) {
-				row := runStorm(t, h, c.path, plan, n)
-				row.controller = c.label
-				rows = append(rows, row)
-			})
-			if !ok {
-				break run
+			for _, v := range variants {
+				label := c.label + v.suffix
+				ok := t.Run(fmt.Sprintf("N=%d/%s", n, label), func(t *testing.T) {
+					row := runStorm(t, h, c.path, plan, n, v.probe)
+					row.controller = label
+					rows = append(rows, row)
+				})
+				if !ok {
+					break run
+				}
 			}
 		}
 	}
@@ -113,6 +126,34 @@ const (
 	maxStormIdle = 1000
 )
 
+// stormVariant is one way of running each storm's controller.
+type stormVariant struct {
+	suffix string        // added to the controller's label in the report
+	probe  time.Duration // its probe interval
+}
+
+// stormVariants parses STORM_PERIODIC.
+func stormVariants(t *testing.T) []stormVariant {
+	t.Helper()
+	on := stormVariant{probe: stormProbeInterval}
+	off := stormVariant{suffix: ", periodic probes off", probe: eventsOnlyProbeInterval}
+	switch raw := os.Getenv("STORM_PERIODIC"); raw {
+	case "", "on":
+		return []stormVariant{on}
+	case "off":
+		return []stormVariant{off}
+	case "both":
+		return []stormVariant{on, off}
+	default:
+		t.Fatalf("STORM_PERIODIC=%q: want on, off or both", raw)
+		return nil
+	}
+}
+
+// eventsOnlyProbeInterval is longer than any storm: the controller then
+// probes a container only when an event or a decision asks for it.
+const eventsOnlyProbeInterval = 24 * time.Hour
+
 // stormPlan is what every storm of the run shares.
 type stormPlan struct {
 	image    string
@@ -150,7 +191,7 @@ func stormControllers(t *testing.T, h *Harness) []stormController {
 
 // runStorm measures one idle phase and one storm of n containers, and
 // removes them.
-func runStorm(t *testing.T, h *Harness, bin string, plan stormPlan, n int) stormRow {
+func runStorm(t *testing.T, h *Harness, bin string, plan stormPlan, n int, probeInterval time.Duration) stormRow {
 	began := time.Now()
 	ctx, cancel := context.WithTimeout(t.Context(), stormBudget(n, plan.idle))
 	defer cancel()
@@ -166,7 +207,7 @@ func runStorm(t *testing.T, h *Harness, bin string, plan stormPlan, n int) storm
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := ctl.start(stormProbeInterval, time.Hour); err != nil {
+	if err := ctl.start(probeInterval, time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
@@ -177,7 +218,7 @@ func runStorm(t *testing.T, h *Harness, bin string, plan stormPlan, n int) storm
 		t.Fatal(err)
 	}
 
-	row := stormRow{N: n, others: otherContainers(h)}
+	row := stormRow{N: n, probeInterval: probeInterval, others: otherContainers(h)}
 	spec := stormSpec{image: plan.image, project: project, networks: plan.networks, n: n, idle: plan.idle,
 		certsRoot: ctl.certsRoot, labels: h.labels(t, "service")}
 	row.idle = measureIdle(ctx, t, h, ctl, &idleMade, spec)
@@ -230,6 +271,7 @@ func measureStorm(ctx context.Context, t *testing.T, h *Harness, ctl *hostContro
 	f.cpu = ctl.cpu.cpuAt(quiet) - cpu0
 	f.window = quiet - start.Sub(ctl.started)
 	f.running = runningWithin(made.all(), ctl.started.Add(quiet))
+	f.probes, f.reconciles = readWork(ctl)
 	if f.peakRSS, err = ctl.peakRSS(); err != nil {
 		t.Fatal(err)
 	}

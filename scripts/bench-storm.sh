@@ -9,6 +9,9 @@
 #   STORM_IDLE  containers created one at a time against the idle controller
 #         before each storm, for event → bundle off the storm (default 50;
 #         0 for none)
+#   STORM_PERIODIC  on (default: probe interval 30 s), off (probes only on
+#         events, so CPU per container is a container's create and start
+#         alone), or both (each N and controller twice: on, then off)
 #   STORM_PPROF  a loopback address (127.0.0.1:6060) where each controller in
 #         turn serves its runtime profiles, e.g. for
 #         `go tool pprof -sample_index=inuse_space http://127.0.0.1:6060/debug/pprof/heap`
@@ -28,5 +31,5 @@ if [[ -n "${BASE:-}" ]]; then
   (cd "$src" && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$root/bin/controller-$base" ./cmd/controller)
   ctls="$base=$root/bin/controller-$base,$ctls"
 fi
-echo "bench-storm: N=$N STORM_IDLE=${STORM_IDLE:-default} STORM_PPROF=${STORM_PPROF:-off} controllers: $ctls"
+echo "bench-storm: N=$N STORM_IDLE=${STORM_IDLE:-default} STORM_PERIODIC=${STORM_PERIODIC:-on} STORM_PPROF=${STORM_PPROF:-off} controllers: $ctls"
 STORM_N=$N STORM_CONTROLLER=$ctls go test -tags e2e -count=1 -run '^TestStorm$' -timeout 180m -v ./e2e/
