@@ -49,6 +49,17 @@ func newRig(t *testing.T, svcs ...dockerwatch.Service) *rig {
 	return g
 }
 
+// settledRig is a rig whose web service mounts generation 1 on both
+// tasks, started at t0, and has been probed once.
+func settledRig(t *testing.T) *rig {
+	t.Helper()
+	g := newRig(t, service())
+	g.reconcile(t, "svc-web")
+	g.engine.converge("svc-web", t0)
+	g.reconcile(t, "svc-web")
+	return g
+}
+
 func (g *rig) reconcile(t *testing.T, id string) reconcile.Result {
 	t.Helper()
 	res, err := g.r.Reconcile(context.Background(), id)
@@ -135,10 +146,7 @@ func TestReconcileRenewsAndRemovesTheOldGeneration(t *testing.T) {
 // so the CA rollover must keep waiting for it.
 func TestReconcileKeepsAStoppingTaskUntilItsProcessExits(t *testing.T) {
 	t.Parallel()
-	g := newRig(t, service())
-	g.reconcile(t, "svc-web")
-	g.engine.converge("svc-web", t0)
-	g.reconcile(t, "svc-web")
+	g := settledRig(t)
 	g.now = t0.Add(90 * time.Minute) // renewal: generation 2 is rolled out
 	g.reconcile(t, "svc-web")
 	replaced := g.engine.tasks["svc-web"]
@@ -197,10 +205,7 @@ func TestReconcileRefusesASecondClaimant(t *testing.T) {
 
 func TestReconcileForgetsARemovedService(t *testing.T) {
 	t.Parallel()
-	g := newRig(t, service())
-	g.reconcile(t, "svc-web")
-	g.engine.converge("svc-web", t0)
-	g.reconcile(t, "svc-web")
+	g := settledRig(t)
 	delete(g.engine.services, "svc-web")
 	g.reconcile(t, "svc-web")
 
@@ -232,10 +237,7 @@ func TestReconcileForcesAnUpdateOnDrift(t *testing.T) {
 
 func TestSweepRemovesWhatAServiceGoneWhileDownLeft(t *testing.T) {
 	t.Parallel()
-	g := newRig(t, service())
-	g.reconcile(t, "svc-web")
-	g.engine.converge("svc-web", t0)
-	g.reconcile(t, "svc-web")
+	g := settledRig(t)
 	// The service goes while the controller is down: a new process knows
 	// nothing of it, only the secrets and the records remain.
 	delete(g.engine.services, "svc-web")
